@@ -1,0 +1,399 @@
+//! `mapping.toml`: the model, its defaults, and validation.
+//!
+//! Parsing is strict (`deny_unknown_fields`): a misspelt key is an error that names the key,
+//! its line and column, and the nearest valid key. `validate` checks everything that needs no
+//! network, so that a bad mapping never gets as far as the first request.
+
+use crate::map::scope::ScopeTemplate;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    #[serde(default)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub target: TargetConfig,
+    #[serde(default)]
+    pub embedding: EmbeddingConfig,
+    #[serde(default)]
+    pub scope: ScopeConfig,
+    #[serde(default)]
+    pub patterns: PatternsConfig,
+    #[serde(default)]
+    pub skills: SkillsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Where the OpenAI objects come from: "openai" (the HTTP API or a compatible server).
+    #[serde(default = "default_source_kind")]
+    pub kind: String,
+    /// API base URL; when unset, `OPENAI_BASE_URL`, else https://api.openai.com/v1.
+    pub base_url: Option<String>,
+    /// File of thread ids, one per line (the API cannot list threads).
+    pub threads_file: Option<PathBuf>,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Seconds before one HTTP request is abandoned (and retried).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Attempts per request on 429/5xx/connection errors before giving up on it.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A directory (Engramia JSON storage) or a postgres:// URL.
+    #[serde(default = "default_target_url")]
+    pub url: String,
+    /// Records per write batch (one atomic unit).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// "openai" (any OpenAI-compatible /embeddings endpoint).
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Defaults to `[source] base_url`.
+    pub base_url: Option<String>,
+    /// Ask the API for shorter vectors (text-embedding-3-* only).
+    pub dimensions: Option<u32>,
+    /// Inputs per embeddings request (the API allows at most 2048).
+    #[serde(default = "default_embed_batch")]
+    pub batch_inputs: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default = "default_project_template")]
+    pub project: String,
+    /// Used when the project template cannot be resolved for a thread.
+    pub default_project: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternsConfig {
+    #[serde(default = "default_eval_score")]
+    pub eval_score: f64,
+    #[serde(default = "default_task_max")]
+    pub task_max_chars: usize,
+    #[serde(default = "default_code_max")]
+    pub code_max_chars: usize,
+    #[serde(default = "default_classification")]
+    pub classification: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillsConfig {
+    /// Read run steps to learn which functions a run called.
+    #[serde(default = "default_true")]
+    pub from_run_steps: bool,
+}
+
+fn default_source_kind() -> String { "openai".into() }
+fn default_concurrency() -> usize { 4 }
+fn default_timeout() -> u64 { 60 }
+fn default_max_attempts() -> u32 { 6 }
+fn default_target_url() -> String { "./engramia_data".into() }
+fn default_batch_size() -> usize { 256 }
+fn default_provider() -> String { "openai".into() }
+fn default_model() -> String { "text-embedding-3-small".into() }
+fn default_embed_batch() -> usize { 2048 }
+fn default_tenant() -> String { "default".into() }
+fn default_project_template() -> String { "{assistant.name}".into() }
+fn default_eval_score() -> f64 { 5.0 }
+fn default_task_max() -> usize { 2000 }
+fn default_code_max() -> usize { 8000 }
+fn default_classification() -> String { "internal".into() }
+fn default_true() -> bool { true }
+
+macro_rules! default_from_serde {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                toml::from_str("").expect("every field of this section has a default")
+            }
+        }
+    )*};
+}
+default_from_serde!(SourceConfig, TargetConfig, EmbeddingConfig, ScopeConfig, PatternsConfig, SkillsConfig);
+
+/// A configuration problem: exit code 2, nothing written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The mapping after validation, with paths resolved against the mapping file's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mapping: Mapping,
+    pub mapping_path: PathBuf,
+    pub base_url: String,
+    pub embedding_base_url: String,
+    pub threads_file: Option<PathBuf>,
+    pub project_template: ScopeTemplate,
+}
+
+impl Config {
+    /// Reads and validates a mapping file. `env_base_url` is `OPENAI_BASE_URL` (passed in so
+    /// that this stays free of process state).
+    pub fn load(path: &Path, env_base_url: Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read mapping file {}: {e}\n  hint: pass --config PATH to an existing mapping.toml (the repository's mapping.toml is a commented example)",
+                path.display()
+            ))
+        })?;
+        let mapping = parse_mapping(&text, path)?;
+        Config::from_mapping(mapping, path, env_base_url)
+    }
+
+    pub fn from_mapping(mapping: Mapping, path: &Path, env_base_url: Option<String>) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+
+        let base_url = mapping
+            .source
+            .base_url
+            .clone()
+            .or(env_base_url.filter(|s| !s.trim().is_empty()))
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let base_url = base_url.trim_end_matches('/').to_string();
+        if let Err(e) = url::Url::parse(&base_url) {
+            problems.push(format!("[source] base_url {base_url:?} is not a URL: {e}"));
+        }
+        let embedding_base_url = mapping
+            .embedding
+            .base_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| base_url.clone());
+
+        match mapping.source.kind.as_str() {
+            "openai" => {
+                if mapping.source.threads_file.is_none() {
+                    problems.push(
+                        "[source] threads_file is required: the API cannot list threads, so engram reads their ids from a file (one per line)"
+                            .to_string(),
+                    );
+                }
+            }
+            other => problems.push(format!("[source] kind {other:?} is not supported; use \"openai\"")),
+        }
+        if mapping.source.concurrency == 0 || mapping.source.concurrency > 64 {
+            problems.push(format!("[source] concurrency must be 1..=64, got {}", mapping.source.concurrency));
+        }
+        if mapping.source.max_attempts == 0 {
+            problems.push("[source] max_attempts must be at least 1".to_string());
+        }
+        if mapping.embedding.provider != "openai" {
+            problems.push(format!(
+                "[embedding] provider {:?} is not supported; use \"openai\" (any OpenAI-compatible /embeddings endpoint)",
+                mapping.embedding.provider
+            ));
+        }
+        if mapping.embedding.batch_inputs == 0 || mapping.embedding.batch_inputs > 2048 {
+            problems.push(format!(
+                "[embedding] batch_inputs must be 1..=2048 (the API's limit), got {}",
+                mapping.embedding.batch_inputs
+            ));
+        }
+        if mapping.embedding.dimensions == Some(0) {
+            problems.push("[embedding] dimensions must be at least 1".to_string());
+        }
+        if !(0.0..=10.0).contains(&mapping.patterns.eval_score) {
+            problems.push(format!(
+                "[patterns] eval_score must be between 0.0 and 10.0 (Engramia skips patterns outside it), got {}",
+                mapping.patterns.eval_score
+            ));
+        }
+        if mapping.patterns.task_max_chars == 0 || mapping.patterns.code_max_chars == 0 {
+            problems.push("[patterns] task_max_chars and code_max_chars must be at least 1".to_string());
+        }
+        if mapping.target.batch_size == 0 {
+            problems.push("[target] batch_size must be at least 1".to_string());
+        }
+        if mapping.scope.tenant.trim().is_empty() {
+            problems.push("[scope] tenant must not be empty".to_string());
+        }
+        let project_template = match ScopeTemplate::parse(&mapping.scope.project) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(format!("[scope] project: {e}"));
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(ConfigError(format!(
+                "{}: {} problem{}:\n  - {}",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                problems.join("\n  - ")
+            )));
+        }
+        let threads_file = mapping.source.threads_file.as_deref().map(resolve);
+        Ok(Config {
+            project_template: project_template.expect("checked above"),
+            threads_file,
+            base_url,
+            embedding_base_url,
+            mapping_path: path.to_path_buf(),
+            mapping,
+        })
+    }
+
+    /// The target URL: `--target` wins over `[target] url`; a relative directory is relative to
+    /// the mapping file when it came from the file, and to the working directory when given on
+    /// the command line.
+    pub fn target_url(&self, cli_target: Option<&str>) -> String {
+        if let Some(t) = cli_target {
+            return t.to_string();
+        }
+        let url = &self.mapping.target.url;
+        if url.contains("://") || Path::new(url).is_absolute() {
+            url.clone()
+        } else {
+            let dir = self.mapping_path.parent().unwrap_or(Path::new(""));
+            dir.join(url).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Parses mapping TOML; errors carry file, line, column, and for unknown keys the nearest one.
+pub fn parse_mapping(text: &str, path: &Path) -> Result<Mapping, ConfigError> {
+    toml::from_str::<Mapping>(text).map_err(|e| {
+        let mut msg = String::new();
+        let (line, col) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .unwrap_or((0, 0));
+        if line > 0 {
+            msg.push_str(&format!("{}:{line}:{col}: ", path.display()));
+        } else {
+            msg.push_str(&format!("{}: ", path.display()));
+        }
+        msg.push_str(e.message().trim());
+        if let Some(hint) = unknown_key_hint(e.message()) {
+            msg.push_str(&format!("\n  hint: {hint}"));
+        }
+        ConfigError(msg)
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| before.len() - i).unwrap_or(before.len() + 1);
+    (line, col)
+}
+
+/// From serde's "unknown field `x`, expected one of `a`, `b`" builds "did you mean `a`?".
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let unknown = rest.split('`').next()?;
+    let expected: Vec<&str> = rest
+        .split("expected ")
+        .nth(1)?
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    let best = expected
+        .iter()
+        .map(|c| (strsim::jaro_winkler(unknown, c), *c))
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    Some(if best.0 >= 0.7 {
+        format!("did you mean `{}`? (valid keys here: {})", best.1, expected.join(", "))
+    } else {
+        format!("valid keys here: {}", expected.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let m = parse_mapping(text, Path::new("/cfg/mapping.toml"))?;
+        Config::from_mapping(m, Path::new("/cfg/mapping.toml"), None)
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = load(
+            r#"
+[source]
+base_url = "http://127.0.0.1:9999/v1"   # comment
+threads_file = "thread_ids.txt"
+[target]
+url = "./engramia_data"
+[embedding]
+provider = "openai"
+model = "text-embedding-3-small"
+[scope]
+tenant = "acme"
+project = "{assistant.name}"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:9999/v1");
+        assert_eq!(c.embedding_base_url, c.base_url);
+        assert_eq!(c.threads_file.clone().unwrap(), Path::new("/cfg/thread_ids.txt"));
+        assert_eq!(c.mapping.patterns.task_max_chars, 2000);
+        assert_eq!(c.target_url(None), "/cfg/./engramia_data");
+        assert_eq!(c.target_url(Some("out")), "out");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_nearest() {
+        let e = load("[source]\nthreads_file = \"t\"\n[scope]\nprojct = \"x\"\n").unwrap_err().0;
+        assert!(e.contains("mapping.toml:4:1"), "{e}");
+        assert!(e.contains("did you mean `project`"), "{e}");
+    }
+
+    #[test]
+    fn type_error_names_line() {
+        let e = load("[source]\nthreads_file = \"t\"\n[patterns]\neval_score = \"high\"\n").unwrap_err().0;
+        assert!(e.contains(":4:"), "{e}");
+    }
+
+    #[test]
+    fn bad_template_and_values_are_all_reported() {
+        let e = load("[source]\nthreads_file = \"t\"\n[scope]\nproject = \"{assistant.title}\"\n[patterns]\neval_score = 11.0\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("2 problems"), "{e}");
+        assert!(e.contains("{assistant.title}"), "{e}");
+        assert!(e.contains("eval_score"), "{e}");
+    }
+
+    #[test]
+    fn base_url_falls_back_to_env_then_default() {
+        let m = parse_mapping("[source]\nthreads_file = \"t\"\n", Path::new("m.toml")).unwrap();
+        let c = Config::from_mapping(m.clone(), Path::new("m.toml"), Some("http://x/v1/".into())).unwrap();
+        assert_eq!(c.base_url, "http://x/v1");
+        let c = Config::from_mapping(m, Path::new("m.toml"), None).unwrap();
+        assert_eq!(c.base_url, DEFAULT_BASE_URL);
+    }
+}

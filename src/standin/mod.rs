@@ -1,0 +1,1 @@
+//! A stand-in OpenAI server for tests, fixtures and benchmarks (see openai-standin).
