@@ -397,3 +397,20 @@ project = "{assistant.name}"
         assert_eq!(c.base_url, DEFAULT_BASE_URL);
     }
 }
+
+#[cfg(test)]
+mod shipped_mappings {
+    use super::*;
+
+    /// The documented default and the demo mapping must stay valid as the model changes.
+    #[test]
+    fn repository_mappings_parse_and_validate() {
+        for (name, text) in [
+            ("mapping.toml", include_str!("../mapping.toml")),
+            ("fixtures/demo/mapping.toml", include_str!("../fixtures/demo/mapping.toml")),
+        ] {
+            let m = parse_mapping(text, Path::new(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            Config::from_mapping(m, Path::new(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

@@ -3,8 +3,16 @@
 //! The pipeline (see DESIGN.md): Source -> Extract -> Map -> Plan -> Embed -> Sink. Each stage
 //! is a module; `run` wires them for `engram migrate`.
 
+pub mod cli;
 pub mod config;
+pub mod embed;
 pub mod map;
 pub mod model;
+pub mod plan;
+pub mod progress;
 pub mod record;
+pub mod report;
+pub mod run;
+pub mod sink;
+pub mod source;
 pub mod standin;

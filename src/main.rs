@@ -1,1 +1,47 @@
-fn main(){}
+//! engram's entry point: parse, run, print the error once, map it to an exit code.
+
+use clap::Parser;
+use engram::cli::{Cli, Command};
+use engram::run::{Env, RunError, migrate};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("engram: error: {e}");
+            ExitCode::from(match e {
+                RunError::Config(_) => 2,
+                RunError::Failed(_) => 1,
+            })
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<ExitCode, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Failed(format!("starting the async runtime: {e}")))?;
+    match cli.command {
+        Command::Migrate(args) => {
+            let report = runtime.block_on(migrate(&args, &Env::from_process()))?;
+            if !args.quiet {
+                print!("{}", report.render_text());
+            }
+            if args.strict && !report.warnings.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Log lines go to stderr; `ENGRAM_LOG=debug` shows retries and per-thread progress.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENGRAM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

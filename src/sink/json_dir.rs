@@ -1,0 +1,410 @@
+//! Engramia's JSON storage directory (`ENGRAMIA_STORAGE=json`), the embedded default.
+//!
+//! Layout (see spec/engramia-target.md): the default scope at the root, any other scope under
+//! `<tenant>/<project>/` with each segment sanitised as Engramia does; per scope
+//! `patterns/<id>.json`, `_embeddings.json` and `skills/_registry.json`; at the root
+//! `metadata/embedding_config.json`.
+//!
+//! Invariants: every file is replaced atomically (temp file in the same directory, fsync,
+//! rename); within a batch the embedding index and skill registry are written before the
+//! pattern files, so a crash leaves at worst an embedding whose pattern is missing (invisible,
+//! and rewritten by the next run), never a pattern file that is half written. Entries already
+//! in the index or registry under other keys are kept byte for byte.
+
+use super::{Embedded, Existing, Preflight, RunInfo, Sink, SinkError};
+use crate::record::{Scope, content_hash};
+use indexmap::IndexMap;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Engramia's `_sanitize_segment`: keep characters Python's `str.isalnum()` accepts (Unicode
+/// letters and numbers), `-` and `_`; everything else becomes `_`; empty becomes `default`.
+pub fn sanitize_segment(segment: &str) -> String {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    let out: String = segment
+        .chars()
+        .map(|c| {
+            let alnum = matches!(
+                get_general_category(c),
+                G::UppercaseLetter
+                    | G::LowercaseLetter
+                    | G::TitlecaseLetter
+                    | G::ModifierLetter
+                    | G::OtherLetter
+                    | G::DecimalNumber
+                    | G::LetterNumber
+                    | G::OtherNumber
+            );
+            if alnum || c == '-' || c == '_' { c } else { '_' }
+        })
+        .collect();
+    if out.is_empty() { "default".to_string() } else { out }
+}
+
+/// The directory of a scope below the storage root.
+pub fn scope_dir(root: &Path, scope: &Scope) -> PathBuf {
+    if scope.is_default() {
+        root.to_path_buf()
+    } else {
+        root.join(sanitize_segment(&scope.tenant)).join(sanitize_segment(&scope.project))
+    }
+}
+
+/// In-memory copy of one scope's index files, loaded on first use.
+struct ScopeFiles {
+    dir: PathBuf,
+    embeddings: IndexMap<String, Box<RawValue>>,
+    registry: IndexMap<String, Value>,
+    dims: Option<usize>,
+}
+
+pub struct JsonDirSink {
+    root: PathBuf,
+    model: String,
+    scopes: HashMap<Scope, ScopeFiles>,
+}
+
+impl JsonDirSink {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new() }
+    }
+
+    fn scope_files(&mut self, scope: &Scope) -> Result<&mut ScopeFiles, SinkError> {
+        if !self.scopes.contains_key(scope) {
+            let dir = scope_dir(&self.root, scope);
+            let embeddings: IndexMap<String, Box<RawValue>> = read_json_or_default(&dir.join("_embeddings.json"))?;
+            let registry: IndexMap<String, Value> = read_json_or_default(&dir.join("skills/_registry.json"))?;
+            let dims = embeddings.values().next().and_then(|raw| vector_len(raw.get()));
+            self.scopes.insert(scope.clone(), ScopeFiles { dir, embeddings, registry, dims });
+        }
+        Ok(self.scopes.get_mut(scope).expect("inserted above"))
+    }
+}
+
+impl Sink for JsonDirSink {
+    fn describe(&self) -> String {
+        format!("JSON directory {}", self.root.display())
+    }
+
+    async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError> {
+        self.model = check.model.clone();
+        let mut notes = Vec::new();
+        if self.root.exists() {
+            if !self.root.is_dir() {
+                return Err(SinkError::Io(format!(
+                    "target {} exists and is not a directory; point [target] url or --target at a directory",
+                    self.root.display()
+                )));
+            }
+            probe_writable(&self.root)?;
+        } else {
+            let ancestor = self.root.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.exists());
+            let ancestor = match ancestor {
+                Some(a) if a.as_os_str().is_empty() => Path::new("."),
+                Some(a) => a,
+                None => Path::new("/"),
+            };
+            probe_writable(ancestor)?;
+            notes.push(format!("will create the directory {}", self.root.display()));
+        }
+        let meta_path = self.root.join("metadata/embedding_config.json");
+        if let Some(meta) = read_json_opt::<Value>(&meta_path)? {
+            let stored = meta.get("model").and_then(Value::as_str).unwrap_or("unknown");
+            if stored != check.model {
+                return Err(SinkError::Config(format!(
+                    "{} holds embeddings made with {stored:?}, but [embedding] model is {:?}; vectors of two models cannot be compared.\n  Use model = {stored:?} in mapping.toml, or migrate into a new directory (and run `engramia reindex` there if you change models later).",
+                    self.root.display(),
+                    check.model
+                )));
+            }
+        }
+        if let Some(expected) = check.dimensions {
+            for index in embedding_indexes(&self.root) {
+                let map: IndexMap<String, Box<RawValue>> = read_json_or_default(&index)?;
+                if let Some(found) = map.values().next().and_then(|raw| vector_len(raw.get()))
+                    && found != expected
+                {
+                    return Err(SinkError::Config(format!(
+                        "{} holds {found}-dimensional embeddings, but {} gives {expected}-dimensional ones.\n  Ways out: set [embedding] dimensions = {found} (text-embedding-3-* models), or use the model the directory was built with.",
+                        index.display(),
+                        check.model
+                    )));
+                }
+            }
+        }
+        Ok(notes)
+    }
+
+    async fn existing(&mut self, scope: &Scope, keys: &[String]) -> Result<HashMap<String, Existing>, SinkError> {
+        let files = self.scope_files(scope)?;
+        let mut out = HashMap::new();
+        for key in keys {
+            let path = files.dir.join(format!("{}.json", checked_key(key)?));
+            // A file that does not parse is treated as absent: it is ours by key and is rewritten.
+            let Ok(Some(pattern)) = read_json_opt::<Value>(&path) else { continue };
+            let skills: Vec<String> = files
+                .registry
+                .get(key)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            out.insert(
+                key.clone(),
+                Existing { hash: content_hash(&pattern, &skills), has_embedding: files.embeddings.contains_key(key) },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
+        let mut by_scope: IndexMap<&Scope, Vec<&Embedded>> = IndexMap::new();
+        for e in batch {
+            by_scope.entry(&e.record.scope).or_default().push(e);
+        }
+        for (scope, items) in by_scope {
+            let files = self.scope_files(scope)?;
+            let mut registry_changed = false;
+            for e in &items {
+                let len = e.embedding.len();
+                match files.dims {
+                    Some(d) if d != len => {
+                        return Err(SinkError::Config(format!(
+                            "scope {scope} holds {d}-dimensional embeddings; refusing to add {len}-dimensional ones"
+                        )));
+                    }
+                    _ => files.dims = Some(len),
+                }
+                let raw = serde_json::value::to_raw_value(&e.embedding).map_err(|err| SinkError::Io(err.to_string()))?;
+                files.embeddings.insert(e.record.key.clone(), raw);
+                let skills = Value::from(e.record.skills.clone());
+                if e.record.skills.is_empty() {
+                    registry_changed |= files.registry.shift_remove(&e.record.key).is_some();
+                } else if files.registry.get(&e.record.key) != Some(&skills) {
+                    files.registry.insert(e.record.key.clone(), skills);
+                    registry_changed = true;
+                }
+            }
+            write_atomic(&files.dir.join("_embeddings.json"), &to_json(&files.embeddings)?)?;
+            if registry_changed {
+                write_atomic(&files.dir.join("skills/_registry.json"), &to_json(&files.registry)?)?;
+            }
+            for e in items {
+                let path = files.dir.join(format!("{}.json", checked_key(&e.record.key)?));
+                write_atomic(&path, &to_json(&e.record.pattern)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {
+        let meta_path = self.root.join("metadata/embedding_config.json");
+        if run.wrote_anything && !meta_path.exists() {
+            let meta = serde_json::json!({
+                "provider": "OpenAIEmbeddings",
+                "model": self.model,
+                "created_at": now_iso8601(),
+            });
+            write_atomic(&meta_path, &to_json(&meta)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Our keys are `patterns/<[0-9a-z_]>`; anything else must never become a path.
+fn checked_key(key: &str) -> Result<&str, SinkError> {
+    let ok = key
+        .strip_prefix("patterns/")
+        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    if ok { Ok(key) } else { Err(SinkError::Io(format!("refusing to write the unsafe key {key:?}"))) }
+}
+
+/// `_embeddings.json` of the root scope and of every `<tenant>/<project>/` below it.
+fn embedding_indexes(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root_index = root.join("_embeddings.json");
+    if root_index.exists() {
+        out.push(root_index);
+    }
+    let Ok(tenants) = std::fs::read_dir(root) else { return out };
+    for tenant in tenants.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(projects) = std::fs::read_dir(tenant.path()) else { continue };
+        for project in projects.flatten() {
+            let index = project.path().join("_embeddings.json");
+            if index.exists() {
+                out.push(index);
+            }
+        }
+    }
+    out
+}
+
+fn vector_len(raw: &str) -> Option<usize> {
+    serde_json::from_str::<Vec<Value>>(raw).ok().map(|v| v.len())
+}
+
+fn probe_writable(dir: &Path) -> Result<(), SinkError> {
+    tempfile::Builder::new()
+        .prefix(".engram-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| SinkError::Io(format!("cannot write to {}: {e}; check its permissions and free space", dir.display())))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, SinkError> {
+    let mut bytes = serde_json::to_vec_pretty(v).map_err(|e| SinkError::Io(e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, SinkError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| SinkError::Io(format!("{}: not valid JSON ({e}); fix or move the file, then rerun", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SinkError::Io(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, SinkError> {
+    Ok(read_json_opt(path)?.unwrap_or_default())
+}
+
+/// Replaces `path` atomically: a reader (or a crash) sees the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+    let io = |e: std::io::Error| SinkError::Io(format!("writing {}: {e}", path.display()));
+    let dir = path.parent().ok_or_else(|| SinkError::Io(format!("{} has no parent directory", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(io)?;
+    // The temporary name must not end in .json: Engramia lists every *.json as a key.
+    let mut tmp = tempfile::Builder::new().prefix(".engram-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn now_iso8601() -> String {
+    httpdate_to_iso(std::time::SystemTime::now())
+}
+
+/// `2026-11-25T12:00:00Z` from a system time, without a date crate.
+fn httpdate_to_iso(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Record, RecordKind};
+    use serde_json::json;
+
+    fn record(scope: &Scope, key: &str, task: &str, skills: &[&str]) -> Embedded {
+        Embedded {
+            record: Record {
+                scope: scope.clone(),
+                key: key.into(),
+                kind: RecordKind::MessagePair,
+                pattern: json!({"task": task, "design": {"code": "c"}, "success_score": 5.0, "reuse_count": 0, "timestamp": 1.0}),
+                skills: skills.iter().map(|s| s.to_string()).collect(),
+                classification: "internal".into(),
+                origin: "openai-thread:thread_1".into(),
+            },
+            embedding: vec![0.6, 0.8],
+        }
+    }
+
+    #[test]
+    fn sanitises_like_engramia() {
+        assert_eq!(sanitize_segment("Support Bot"), "Support_Bot");
+        assert_eq!(sanitize_segment("../../etc"), "______etc");
+        assert_eq!(sanitize_segment(""), "default");
+        assert_eq!(sanitize_segment("Über-助手_2"), "Über-助手_2");
+        assert_eq!(sanitize_segment("a/b\\c.d"), "a_b_c_d");
+        assert_eq!(sanitize_segment("🙂"), "_");
+    }
+
+    #[test]
+    fn iso_dates() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_521_115);
+        assert_eq!(httpdate_to_iso(t), "2026-11-24T11:51:55Z");
+    }
+
+    #[tokio::test]
+    async fn writes_layout_and_reads_back_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        // Something Engramia wrote itself stays untouched, byte for byte.
+        let scope = Scope::new("acme", "Support Bot");
+        let sdir = scope_dir(&root, &scope);
+        std::fs::create_dir_all(&sdir).unwrap();
+        std::fs::write(sdir.join("_embeddings.json"), r#"{"patterns/theirs_1": [0.123456789012345, 1e-7]}"#).unwrap();
+
+        let mut sink = JsonDirSink::new(&root);
+        let notes = sink.preflight(&Preflight { model: "m".into(), dimensions: Some(2) }).await.unwrap();
+        assert!(notes.is_empty());
+        let batch = vec![record(&scope, "patterns/aaaa_1_x", "t1", &["get_weather"]), record(&scope, "patterns/bbbb_2_y", "t2", &[])];
+        sink.write(&batch).await.unwrap();
+        sink.finish(&RunInfo { wrote_anything: true, ..Default::default() }).await.unwrap();
+
+        assert!(sdir.join("patterns/aaaa_1_x.json").exists());
+        let index = std::fs::read_to_string(sdir.join("_embeddings.json")).unwrap();
+        assert!(index.contains("0.123456789012345"), "{index}");
+        let registry: Value = serde_json::from_str(&std::fs::read_to_string(sdir.join("skills/_registry.json")).unwrap()).unwrap();
+        assert_eq!(registry, json!({"patterns/aaaa_1_x": ["get_weather"]}));
+        let meta: Value = serde_json::from_str(&std::fs::read_to_string(root.join("metadata/embedding_config.json")).unwrap()).unwrap();
+        assert_eq!(meta["model"], "m");
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = walk(&root).into_iter().filter(|p| p.to_string_lossy().contains(".engram-")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        // A fresh sink sees exactly what was written, with matching hashes.
+        let mut again = JsonDirSink::new(&root);
+        let keys = vec!["patterns/aaaa_1_x".to_string(), "patterns/bbbb_2_y".to_string(), "patterns/none_3_z".to_string()];
+        let existing = again.existing(&scope, &keys).await.unwrap();
+        assert_eq!(existing.len(), 2);
+        assert_eq!(existing["patterns/aaaa_1_x"].hash, batch[0].record.content_hash());
+        assert!(existing["patterns/aaaa_1_x"].has_embedding);
+    }
+
+    #[tokio::test]
+    async fn preflight_refuses_other_dimensions_and_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdir = dir.path().join("acme/bot");
+        std::fs::create_dir_all(&sdir).unwrap();
+        std::fs::write(sdir.join("_embeddings.json"), r#"{"patterns/x_1": [0.1, 0.2, 0.3]}"#).unwrap();
+        let mut sink = JsonDirSink::new(dir.path());
+        let e = sink.preflight(&Preflight { model: "m".into(), dimensions: Some(1536) }).await.unwrap_err();
+        assert!(matches!(e, SinkError::Config(ref m) if m.contains("3-dimensional") && m.contains("1536")), "{e}");
+
+        std::fs::create_dir_all(dir.path().join("metadata")).unwrap();
+        std::fs::write(dir.path().join("metadata/embedding_config.json"), r#"{"model": "text-embedding-3-large"}"#).unwrap();
+        let e = sink.preflight(&Preflight { model: "text-embedding-3-small".into(), dimensions: None }).await.unwrap_err();
+        assert!(e.to_string().contains("text-embedding-3-large"), "{e}");
+    }
+
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,67 @@
+//! Sink: where records land. Each sink answers "what do you already hold for these keys?"
+//! (for the plan), checks everything it can before the first write (`preflight`), and writes
+//! batches atomically.
+
+pub mod json_dir;
+
+use crate::record::{Record, Scope};
+use std::collections::HashMap;
+
+/// What a sink holds under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// `record::content_hash` of the stored pattern and its skills.
+    pub hash: String,
+    /// False when the pattern is there but its embedding is not (invisible to recall).
+    pub has_embedding: bool,
+}
+
+/// A record with its embedding, ready to write.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub record: Record,
+    pub embedding: Vec<f32>,
+}
+
+/// What the sink checks before anything is written or embedded.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    pub model: String,
+    /// The vector size the configured model returns, when known without a request.
+    pub dimensions: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The target cannot take this migration as configured (exit 2, nothing written).
+    #[error("{0}")]
+    Config(String),
+    /// The target failed (exit 1).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Summary a sink may store about the run (audit rows, ledgers).
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub source: String,
+    pub wrote_anything: bool,
+}
+
+/// The sink interface shared by the JSON directory and PostgreSQL targets.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// "JSON directory ./engramia_data", for messages and the report.
+    fn describe(&self) -> String;
+    /// Checks reachability, permissions, schema and embedding dimension. Writes nothing.
+    /// Returns lines worth telling the user (e.g. what a later write will create).
+    async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError>;
+    /// What is stored under these keys in this scope (absent keys are left out).
+    async fn existing(&mut self, scope: &Scope, keys: &[String]) -> Result<HashMap<String, Existing>, SinkError>;
+    /// Writes one batch atomically: after a crash, each record is either fully there (pattern,
+    /// embedding, skills) or absent.
+    async fn write(&mut self, batch: &[Embedded]) -> Result<(), SinkError>;
+    /// Called once at the end of a run that was not a dry run.
+    async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError>;
+}

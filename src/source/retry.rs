@@ -1,0 +1,268 @@
+//! Retries for live requests: exponential backoff with jitter (backon), honouring the server's
+//! own hints (`x-should-retry`, `retry-after-ms`, `retry-after`, `x-ratelimit-reset-*`), and a
+//! pause shared by every request in flight so that a 429 slows the whole run down instead of
+//! every task hammering the server at once.
+
+use super::transport::{ApiRequest, ApiResponse, Live, TransportError};
+use backon::{ExponentialBuilder, Retryable};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The longest server-requested wait engram honours; longer ones are capped.
+const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Until when every request waits (set by 429s and exhausted rate budgets).
+    pause_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl RetryPolicy {
+    pub fn new(max_attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            pause_until: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d.min(MAX_SERVER_DELAY);
+        let mut guard = self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none_or(|u| u < until) {
+            *guard = Some(until);
+        }
+    }
+
+    async fn wait_for_pause(&self) {
+        let until = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+enum Attempt {
+    /// Worth another try, after `after` if the server said so.
+    Retry { status: u16, message: String, after: Option<Duration> },
+}
+
+pub(crate) async fn send_with_retry(
+    live: &Live,
+    req: &ApiRequest,
+    policy: &RetryPolicy,
+) -> Result<ApiResponse, TransportError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.min_delay)
+        .with_max_delay(policy.max_delay)
+        .with_jitter()
+        .with_max_times(policy.max_attempts.saturating_sub(1) as usize);
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let result = (|| async {
+        policy.wait_for_pause().await;
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match live.send_once(req).await {
+            Ok(resp) => {
+                observe_rate_budget(&resp, policy);
+                if should_retry(&resp) {
+                    let after = server_delay(&resp);
+                    if resp.status == 429 {
+                        policy.pause_for(after.unwrap_or(policy.min_delay));
+                    }
+                    Err(Attempt::Retry { status: resp.status, message: resp.error_message(), after })
+                } else {
+                    Ok(resp)
+                }
+            }
+            Err(e) => Err(Attempt::Retry { status: 0, message: describe_reqwest_error(&e), after: None }),
+        }
+    })
+    .retry(backoff)
+    .sleep(tokio::time::sleep)
+    .adjust(|e: &Attempt, d| match e {
+        Attempt::Retry { after: Some(after), .. } => Some((*after).min(MAX_SERVER_DELAY)),
+        _ => d,
+    })
+    .notify(|e: &Attempt, d| {
+        let Attempt::Retry { status, message, .. } = e;
+        tracing::debug!(request = %req.describe(), status, %message, delay = ?d, "retrying");
+    })
+    .await;
+    result.map_err(|Attempt::Retry { status, message, .. }| {
+        let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
+        if status == 0 {
+            TransportError::Network {
+                request: req.describe(),
+                message: format!("{message} (after {attempts} attempts)"),
+            }
+        } else {
+            TransportError::Exhausted { request: req.describe(), attempts, status, message }
+        }
+    })
+}
+
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped while reading the answer"
+    } else {
+        "request failed"
+    };
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+/// OpenAI's own rule (the Python SDK): `x-should-retry` first, then 408/409/429/5xx —
+/// except a 429 for an exhausted quota, which no amount of waiting fixes.
+fn should_retry(resp: &ApiResponse) -> bool {
+    match resp.header("x-should-retry") {
+        Some("true") => return true,
+        Some("false") => return false,
+        _ => {}
+    }
+    match resp.status {
+        429 => resp.error_code().as_deref() != Some("insufficient_quota"),
+        408 | 409 | 500 | 502 | 503 | 504 => true,
+        s => s >= 500,
+    }
+}
+
+/// The server's requested wait: `retry-after-ms`, `retry-after` (seconds or HTTP date), or on a
+/// 429 the request budget's reset time.
+fn server_delay(resp: &ApiResponse) -> Option<Duration> {
+    if let Some(ms) = resp.header("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64((ms / 1000.0).max(0.0)));
+    }
+    if let Some(v) = resp.header("retry-after") {
+        if let Ok(secs) = v.trim().parse::<f64>() {
+            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        if let Ok(when) = httpdate::parse_http_date(v.trim()) {
+            return Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default());
+        }
+    }
+    if resp.status == 429 {
+        return resp
+            .header("x-ratelimit-reset-requests")
+            .or(resp.header("x-ratelimit-reset-tokens"))
+            .and_then(parse_go_duration);
+    }
+    None
+}
+
+/// When the declared request budget is spent, pause everyone until it resets rather than
+/// running into a 429.
+fn observe_rate_budget(resp: &ApiResponse, policy: &RetryPolicy) {
+    let remaining = resp.header("x-ratelimit-remaining-requests").and_then(|v| v.trim().parse::<u64>().ok());
+    if remaining == Some(0)
+        && let Some(reset) = resp.header("x-ratelimit-reset-requests").and_then(parse_go_duration)
+    {
+        policy.pause_for(reset);
+    }
+}
+
+/// Parses Go `time.ParseDuration` strings as OpenAI sends them: `1s`, `6m0s`, `20ms`, `2m59.56s`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let (factor, unit_len) = if rest.starts_with("ms") {
+            (1e-3, 2)
+        } else if rest.starts_with("us") {
+            (1e-6, 2)
+        } else if rest.starts_with("µs") {
+            (1e-6, "µs".len())
+        } else if rest.starts_with("ns") {
+            (1e-9, 2)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else {
+            return None;
+        };
+        total += value * factor;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(parse_go_duration("1h2m3s"), Some(Duration::from_secs(3723)));
+        let d = parse_go_duration("2m59.56s").unwrap();
+        assert!((d.as_secs_f64() - 179.56).abs() < 1e-9);
+        assert_eq!(parse_go_duration("abc"), None);
+        assert_eq!(parse_go_duration("5x"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn retry_rules() {
+        assert!(should_retry(&resp(429, &[], "{}")));
+        assert!(!should_retry(&resp(429, &[], r#"{"error":{"code":"insufficient_quota","message":"x"}}"#)));
+        assert!(should_retry(&resp(500, &[], "")));
+        assert!(should_retry(&resp(503, &[], "")));
+        assert!(!should_retry(&resp(400, &[], "")));
+        assert!(!should_retry(&resp(401, &[], "")));
+        assert!(!should_retry(&resp(404, &[], "")));
+        assert!(should_retry(&resp(400, &[("x-should-retry", "true")], "")));
+        assert!(!should_retry(&resp(500, &[("x-should-retry", "false")], "")));
+    }
+
+    #[test]
+    fn server_delays() {
+        assert_eq!(server_delay(&resp(429, &[("retry-after-ms", "120")], "")), Some(Duration::from_millis(120)));
+        assert_eq!(server_delay(&resp(429, &[("retry-after", "2")], "")), Some(Duration::from_secs(2)));
+        assert_eq!(
+            server_delay(&resp(429, &[("x-ratelimit-reset-requests", "6m0s")], "")),
+            Some(Duration::from_secs(360))
+        );
+        assert_eq!(server_delay(&resp(500, &[("x-ratelimit-reset-requests", "1s")], "")), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! How requests reach an OpenAI-compatible server: live over HTTP, live while recording every
+//! exchange to a fixture directory, or replayed from such a directory with no network at all.
+//!
+//! Everything above this module (the source, the embedder) speaks `ApiRequest`/`ApiResponse`
+//! and never knows which of the three it is talking to.
+
+use super::fixtures::{FixtureStore, Recorder};
+use super::retry::{RetryPolicy, send_with_retry};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which configured base URL a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// `[source] base_url`: assistants, threads, files, vector stores.
+    Api,
+    /// `[embedding] base_url`.
+    Embeddings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// A request, relative to its service's base URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub service: Service,
+    /// Path and query relative to the base URL, e.g. `/threads/thread_1/messages?order=asc`.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl ApiRequest {
+    pub fn get(path: impl Into<String>) -> Self {
+        ApiRequest { method: Method::Get, service: Service::Api, path: path.into(), body: None }
+    }
+
+    pub fn post_embeddings(body: Value) -> Self {
+        ApiRequest { method: Method::Post, service: Service::Embeddings, path: "/embeddings".into(), body: Some(body) }
+    }
+
+    /// Assistants surfaces (and vector stores, as the SDK does) need the beta header.
+    pub fn needs_beta_header(&self) -> bool {
+        let p = self.path.as_str();
+        p.starts_with("/assistants") || p.starts_with("/threads") || p.starts_with("/vector_stores")
+    }
+
+    /// `GET /threads/thread_1/messages?order=asc` — for messages and errors.
+    pub fn describe(&self) -> String {
+        let m = match self.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        };
+        format!("{m} {}", self.path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    /// Lower-cased header names.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The `error.message` of an OpenAI error body, or the body as text.
+    pub fn error_message(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).chars().take(300).collect())
+    }
+
+    /// The `error.code` of an OpenAI error body.
+    pub fn error_code(&self) -> Option<String> {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v.pointer("/error/code").and_then(Value::as_str).map(str::to_string))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("{request}: {message}")]
+    Network { request: String, message: String },
+    #[error("{request}: gave up after {attempts} attempts; last answer: HTTP {status} {message}")]
+    Exhausted { request: String, attempts: u32, status: u16, message: String },
+    #[error("{0}")]
+    ReplayMiss(String),
+    #[error("recording {request}: {message}")]
+    Record { request: String, message: String },
+}
+
+/// Credentials and headers for live requests. The key is held only here and never logged.
+#[derive(Clone)]
+pub struct Credentials {
+    pub api_key: String,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("api_key", &"<redacted>").finish_non_exhaustive()
+    }
+}
+
+/// Live HTTP with retries.
+pub struct Live {
+    client: reqwest::Client,
+    api_base: String,
+    embeddings_base: String,
+    credentials: Credentials,
+    retry: RetryPolicy,
+}
+
+impl Live {
+    pub fn new(
+        api_base: &str,
+        embeddings_base: &str,
+        credentials: Credentials,
+        timeout: Duration,
+        retry: RetryPolicy,
+    ) -> anyhow::Result<Live> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("engram/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Live {
+            client,
+            api_base: api_base.trim_end_matches('/').to_string(),
+            embeddings_base: embeddings_base.trim_end_matches('/').to_string(),
+            credentials,
+            retry,
+        })
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.credentials.api_key
+    }
+
+    /// One attempt, no retry.
+    pub(crate) async fn send_once(&self, req: &ApiRequest) -> Result<ApiResponse, reqwest::Error> {
+        let base = match req.service {
+            Service::Api => &self.api_base,
+            Service::Embeddings => &self.embeddings_base,
+        };
+        let url = format!("{base}{}", req.path);
+        let mut builder = match req.method {
+            Method::Get => self.client.get(&url),
+            Method::Post => self.client.post(&url),
+        };
+        builder = builder.bearer_auth(&self.credentials.api_key);
+        if req.needs_beta_header() {
+            builder = builder.header("OpenAI-Beta", "assistants=v2");
+        }
+        if let Some(org) = &self.credentials.organization {
+            builder = builder.header("OpenAI-Organization", org);
+        }
+        if let Some(project) = &self.credentials.project {
+            builder = builder.header("OpenAI-Project", project);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.json(body);
+        }
+        let resp = builder.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let body = resp.bytes().await?;
+        Ok(ApiResponse { status, headers, body })
+    }
+}
+
+/// The three ways to reach the server.
+pub enum Transport {
+    Live(Live),
+    Recording(Live, Recorder),
+    Replay(FixtureStore),
+}
+
+impl Transport {
+    /// Sends a request. HTTP error statuses come back as responses (the caller decides what a
+    /// 404 means); only network failures, exhausted retries and replay misses are errors.
+    pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, TransportError> {
+        match self {
+            Transport::Live(live) => send_with_retry(live, req, &live.retry).await,
+            Transport::Recording(live, recorder) => {
+                let resp = send_with_retry(live, req, &live.retry).await?;
+                recorder.record(req, &resp, live.api_key())?;
+                Ok(resp)
+            }
+            Transport::Replay(store) => store.answer(req),
+        }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Transport::Replay(_))
+    }
+}
+
+pub type SharedTransport = Arc<Transport>;
