@@ -91,12 +91,17 @@ pub struct Tally {
     pub skills: BTreeMap<Scope, std::collections::BTreeSet<String>>,
     /// Records whose pattern ends up in the target (everything but skips), by scope.
     pub embeddings: BTreeMap<Scope, usize>,
+    /// Records embedded and written by this run (creates and updates), by scope.
+    pub embedded: BTreeMap<Scope, usize>,
 }
 
 impl Tally {
     pub fn add(&mut self, planned: &Planned) {
         let scope = &planned.record.scope;
         self.by_scope.entry(scope.clone()).or_default().add(&planned.action);
+        if planned.writes() {
+            *self.embedded.entry(scope.clone()).or_default() += 1;
+        }
         if planned.action != Action::Skip {
             *self.embeddings.entry(scope.clone()).or_default() += 1;
             self.skills.entry(scope.clone()).or_default().extend(planned.record.skills.iter().cloned());

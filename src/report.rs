@@ -38,6 +38,8 @@ pub struct ScopeReport {
     pub skip: usize,
     /// Patterns of this run present in the scope afterwards (create + update + unchanged).
     pub patterns: usize,
+    /// Embeddings computed and stored by this run (create + update).
+    pub embedded: usize,
     /// Distinct skill tags registered for those patterns.
     pub skills: usize,
 }
@@ -76,6 +78,7 @@ pub fn scope_reports(tally: &Tally) -> Vec<ScopeReport> {
             unchanged: c.unchanged,
             skip: c.skip,
             patterns: tally.embeddings.get(scope).copied().unwrap_or(0),
+            embedded: tally.embedded.get(scope).copied().unwrap_or(0),
             skills: tally.skills.get(scope).map_or(0, |s| s.len()),
         })
         .collect()
@@ -112,27 +115,29 @@ impl Report {
             .unwrap_or(5)
             .max(5);
         out.push_str(&format!(
-            "  {:<width$}  {:>7} {:>7} {:>9} {:>5}  {:>8} {:>6}\n",
-            "scope", "create", "update", "unchanged", "skip", "patterns", "skills"
+            "  {:<width$}  {:>7} {:>7} {:>9} {:>5}  {:>8} {:>8} {:>6}\n",
+            "scope", "create", "update", "unchanged", "skip", "patterns", "embedded", "skills"
         ));
         for s in &self.scopes {
             let name = format!("{}/{}", s.tenant, s.project);
             out.push_str(&format!(
-                "  {:<width$}  {:>7} {:>7} {:>9} {:>5}  {:>8} {:>6}\n",
-                name, s.create, s.update, s.unchanged, s.skip, s.patterns, s.skills
+                "  {:<width$}  {:>7} {:>7} {:>9} {:>5}  {:>8} {:>8} {:>6}\n",
+                name, s.create, s.update, s.unchanged, s.skip, s.patterns, s.embedded, s.skills
             ));
         }
         let t = self.totals();
         let patterns: usize = self.scopes.iter().map(|s| s.patterns).sum();
+        let embedded: usize = self.scopes.iter().map(|s| s.embedded).sum();
         let skills: usize = self.scopes.iter().map(|s| s.skills).sum();
         out.push_str(&format!(
-            "  {:<width$}  {:>7} {:>7} {:>9} {:>5}  {:>8} {:>6}\n",
+            "  {:<width$}  {:>7} {:>7} {:>9} {:>5}  {:>8} {:>8} {:>6}\n",
             format!("total ({} scopes)", self.scopes.len()),
             t.create,
             t.update,
             t.unchanged,
             t.skip,
             patterns,
+            embedded,
             skills
         ));
         let e = &self.embedding;

@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::record::{Record, Scope, Warning};
 use crate::report::{EmbeddingReport, Report, ThreadCounts, scope_reports};
 use crate::sink::json_dir::JsonDirSink;
-use crate::sink::{Embedded, Preflight, RunInfo, Sink, SinkError};
+use crate::sink::{Embedded, Preflight, RunInfo, Sink, SinkError, Target};
 use crate::source::fixtures::{FixtureStore, Recorder};
 use crate::source::openai::{OpenAiSource, ThreadFetch};
 use crate::source::retry::RetryPolicy;
@@ -92,15 +92,17 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
     let config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
     let (thread_ids, id_warnings) = read_thread_ids(&config)?;
     let transport = Arc::new(build_transport(args, &config, env)?);
-    let target = config.target_url(args.target.as_deref());
-    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
-        return Err(RunError::Config(format!(
-            "target {}: the PostgreSQL sink is not available in this build; use a directory",
-            redact_url(&target)
-        )));
-    }
-    let sink = JsonDirSink::new(&target);
-    let report = Pipeline::new(args, &config, transport, env).run(sink, thread_ids, id_warnings).await?;
+    let target = Target::parse(&config.target_url(args.target.as_deref()));
+    let pipeline = Pipeline::new(args, &config, transport, env);
+    let report = match target {
+        Target::JsonDir(dir) => pipeline.run(JsonDirSink::new(dir), thread_ids, id_warnings).await?,
+        Target::Postgres(url) => {
+            return Err(RunError::Config(format!(
+                "target {}: the PostgreSQL sink is not available in this build; use a directory",
+                redact_url(&url)
+            )));
+        }
+    };
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| RunError::Failed(e.to_string()))?;
         std::fs::write(path, json).map_err(|e| RunError::Failed(format!("writing the report {}: {e}", path.display())))?;
@@ -221,6 +223,7 @@ impl<'a> Pipeline<'a> {
             pending.extend(mapped.records);
             self.warnings.extend(mapped.warnings);
         }
+        sink.check_scopes(&self.known_scopes(&assistants)).await?;
 
         let progress = Progress::threads(thread_ids.len(), !self.args.quiet);
         let mut counts = ThreadCounts { listed: thread_ids.len(), ..Default::default() };
@@ -285,6 +288,22 @@ impl<'a> Pipeline<'a> {
             (Some(dir), true) => format!("replay of {}", dir.display()),
             _ => self.config.base_url.clone(),
         }
+    }
+
+    /// The scopes that can be known before any thread is read: one per assistant when the
+    /// project template needs only the assistant.
+    fn known_scopes(&self, assistants: &[Assistant]) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = Vec::new();
+        if self.settings.project_template.needs_only_assistant() {
+            for a in assistants {
+                if let Ok(s) = crate::map::resolve_scope(&self.settings, &ScopeContext { assistant: Some(a), thread: None }) {
+                    if !scopes.contains(&s) {
+                        scopes.push(s);
+                    }
+                }
+            }
+        }
+        scopes
     }
 
     /// A template that needs only the assistant must resolve for every assistant now, before

@@ -1,1 +1,124 @@
-fn main(){}
+//! `openai-standin`: serves an account file over the OpenAI wire format (see `engram::standin`)
+//! until it is killed. Prints exactly one line, `listening on http://HOST:PORT/v1`, once bound.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use engram::standin::{self, Account, Faults, Options};
+
+/// A stand-in OpenAI server (Assistants v2 GET routes, files, vector stores, embeddings)
+/// serving a fixed account, for tests, recordings and benchmarks.
+#[derive(Parser, Debug)]
+#[command(name = "openai-standin", version)]
+struct Args {
+    /// The account to serve (JSON; format in fixtures/README.md).
+    #[arg(long, value_name = "FILE")]
+    account: PathBuf,
+    /// Address to bind; loopback only unless --allow-non-loopback.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to bind; 0 picks a free one (read it from the printed line).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Require exactly this bearer key (default: any non-empty key).
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Answer /v1/assistants* and /v1/threads* with 404, as OpenAI does since 2026-08-26.
+    #[arg(long)]
+    assistants_shut_down: bool,
+    /// Answer every Nth /v1 request with 429 rate_limit_exceeded.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    fault_429_every: Option<u64>,
+    /// Retry-After seconds sent with injected 429s.
+    #[arg(long, value_name = "SECS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    retry_after: u64,
+    /// Answer every Mth /v1 request with 500 server_error.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
+    fault_500_every: Option<u64>,
+    /// Sleep this long before answering each /v1 request.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    delay_ms: u64,
+    /// Reset the connection of every Kth /v1 request without answering.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    drop_every: Option<u64>,
+    /// Allow this many /v1 requests per sliding minute, then answer 429.
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+    rate_limit_per_minute: Option<u64>,
+    /// Allow binding an address other than loopback (the server has no TLS).
+    #[arg(long)]
+    allow_non_loopback: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if !args.host.is_loopback() && !args.allow_non_loopback {
+        eprintln!(
+            "openai-standin: error: {} is not a loopback address; pass --allow-non-loopback to bind it anyway",
+            args.host
+        );
+        return ExitCode::from(2);
+    }
+    match try_main(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openai-standin: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_main(args: Args) -> anyhow::Result<()> {
+    let account = Account::load(&args.account)?;
+    let options = Options {
+        api_key: args.api_key,
+        assistants_shut_down: args.assistants_shut_down,
+        faults: Faults {
+            every_429: args.fault_429_every,
+            retry_after_secs: args.retry_after,
+            every_500: args.fault_500_every,
+            delay_ms: args.delay_ms,
+            drop_every: args.drop_every,
+        },
+        rate_limit_per_minute: args.rate_limit_per_minute,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server =
+            standin::serve(account, options, SocketAddr::new(args.host, args.port)).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.base_url)?;
+        out.flush()?;
+        drop(out);
+        terminated().await;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

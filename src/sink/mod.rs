@@ -7,6 +7,25 @@ pub mod json_dir;
 use crate::record::{Record, Scope};
 use std::collections::HashMap;
 
+/// Where `[target] url` (or `--target`) points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Engramia's JSON storage directory.
+    JsonDir(std::path::PathBuf),
+    /// Engramia's PostgreSQL + pgvector database (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Target {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Target::Postgres(url.to_string())
+        } else {
+            Target::JsonDir(std::path::PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
+        }
+    }
+}
+
 /// What a sink holds under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Existing {
@@ -57,6 +76,11 @@ pub trait Sink {
     /// Checks reachability, permissions, schema and embedding dimension. Writes nothing.
     /// Returns lines worth telling the user (e.g. what a later write will create).
     async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError>;
+    /// Checks the scopes known before the first write (from the assistants list) can be
+    /// written, e.g. that no other tenant owns a project of the same id. Writes nothing.
+    async fn check_scopes(&mut self, _scopes: &[Scope]) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// What is stored under these keys in this scope (absent keys are left out).
     async fn existing(&mut self, scope: &Scope, keys: &[String]) -> Result<HashMap<String, Existing>, SinkError>;
     /// Writes one batch atomically: after a crash, each record is either fully there (pattern,

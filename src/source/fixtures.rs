@@ -15,14 +15,15 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use sha2::Digest;
 
 /// Response headers worth keeping in a fixture: none of them identifies an account.
 const KEPT_HEADERS: &[&str] = &["content-type", "retry-after", "retry-after-ms", "x-should-retry"];
 
 pub struct Recorder {
     dir: PathBuf,
-    seq: AtomicU64,
+    /// How often each request was recorded in this run (a repeat gets `.r2`, `.r3`, which sort after the first).
+    repeats: Mutex<HashMap<String, u32>>,
 }
 
 impl Recorder {
@@ -41,11 +42,10 @@ impl Recorder {
             }
         }
         std::fs::create_dir_all(dir).map_err(|e| format!("--record {}: {e}", dir.display()))?;
-        Ok(Recorder { dir: dir.to_path_buf(), seq: AtomicU64::new(0) })
+        Ok(Recorder { dir: dir.to_path_buf(), repeats: Mutex::new(HashMap::new()) })
     }
 
     pub fn record(&self, req: &ApiRequest, resp: &ApiResponse, secret: &str) -> Result<(), TransportError> {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
         let slug: String = req
             .path
             .split('?')
@@ -60,7 +60,19 @@ impl Recorder {
             Method::Get => "GET",
             Method::Post => "POST",
         };
-        let path = self.dir.join(format!("{seq:05}-{method}-{slug}.json"));
+        // Named by content, not arrival order: re-recording the same account gives the same
+        // file names, so a fixture diff in review shows only what really changed.
+        let (m, svc, p, b) = key_of(req);
+        let digest = sha2::Sha256::digest(format!("{m:?} {svc:?} {p} {b}").as_bytes());
+        let id = hex::encode(&digest[..5]);
+        let n = {
+            let mut repeats = self.repeats.lock().unwrap_or_else(|e| e.into_inner());
+            let n = repeats.entry(id.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let suffix = if n > 1 { format!(".r{n}") } else { String::new() };
+        let path = self.dir.join(format!("{slug}-{method}-{id}{suffix}.json"));
         let headers: serde_json::Map<String, Value> = resp
             .headers
             .iter()

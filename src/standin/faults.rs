@@ -1,0 +1,296 @@
+//! Injected faults, the requests-per-minute limiter, and the listener that lets a handler drop
+//! its connection.
+//!
+//! Dropping works like this: every accepted socket is wrapped in a [`DroppableStream`] whose
+//! kill switch is also handed to the handler (as axum connect-info, [`Connection`]). A handler
+//! that must drop its request flips the switch and returns; when hyper then tries to write the
+//! response, the stream sets `SO_LINGER` to zero and fails the write, hyper abandons the
+//! connection, and the socket closes with a reset. The client sees the connection die with no
+//! response bytes at all, which is what a crashed proxy or a network cut looks like.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Faults;
+use super::lock;
+
+/// What an injected fault does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Drop,
+    TooManyRequests,
+    ServerError,
+}
+
+/// The fault due for the `n`th `/v1` request (counting from 1), if any.
+pub(crate) fn fault_for(n: u64, faults: &Faults) -> Option<Fault> {
+    let due = |every: Option<u64>| every.is_some_and(|k| k > 0 && n.is_multiple_of(k));
+    if due(faults.drop_every) {
+        Some(Fault::Drop)
+    } else if due(faults.every_429) {
+        Some(Fault::TooManyRequests)
+    } else if due(faults.every_500) {
+        Some(Fault::ServerError)
+    } else {
+        None
+    }
+}
+
+/// The state of the request budget, as reported in the `x-ratelimit-*-requests` headers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RateState {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Time until the budget is fully restored.
+    pub reset: Duration,
+}
+
+/// A sliding 60-second window of accepted request times. Rejected requests do not use budget.
+pub(crate) struct RateLimiter {
+    limit: u64,
+    accepted: Mutex<VecDeque<Instant>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+impl RateLimiter {
+    pub fn new(limit: u64) -> Self {
+        RateLimiter {
+            limit,
+            accepted: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Takes one request from the budget, or says how long until one is free again.
+    pub fn acquire(&self, now: Instant) -> Result<RateState, (RateState, Duration)> {
+        let mut times = lock(&self.accepted);
+        expire(&mut times, now);
+        if (times.len() as u64) < self.limit {
+            times.push_back(now);
+            Ok(self.state(&times, now))
+        } else {
+            let wait = times.front().map_or(Duration::ZERO, |&t| {
+                (t + WINDOW).saturating_duration_since(now)
+            });
+            Err((self.state(&times, now), wait))
+        }
+    }
+
+    /// The budget without taking from it (for answers that never reached the limiter).
+    pub fn peek(&self, now: Instant) -> RateState {
+        let mut times = lock(&self.accepted);
+        expire(&mut times, now);
+        self.state(&times, now)
+    }
+
+    fn state(&self, times: &VecDeque<Instant>, now: Instant) -> RateState {
+        RateState {
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(times.len() as u64),
+            reset: times.back().map_or(Duration::ZERO, |&t| {
+                (t + WINDOW).saturating_duration_since(now)
+            }),
+        }
+    }
+}
+
+fn expire(times: &mut VecDeque<Instant>, now: Instant) {
+    while times
+        .front()
+        .is_some_and(|&t| now.duration_since(t) >= WINDOW)
+    {
+        times.pop_front();
+    }
+}
+
+/// Formats a duration like Go's `time.Duration.String`, rounded to milliseconds, which is how
+/// OpenAI writes `x-ratelimit-reset-*`: `0s`, `20ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`.
+pub(crate) fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m) = (ms / 3_600_000, ms / 60_000 % 60);
+    let (s, frac) = (ms / 1000 % 60, ms % 1000);
+    let mut secs = s.to_string();
+    if frac > 0 {
+        secs.push_str(format!(".{frac:03}").trim_end_matches('0'));
+    }
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+/// A TCP listener whose connections can be dropped by their handler.
+pub(crate) struct DroppableListener(pub TcpListener);
+
+impl Listener for DroppableListener {
+    type Io = DroppableStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = Listener::accept(&mut self.0).await;
+        let _ = stream.set_nodelay(true);
+        (
+            DroppableStream {
+                inner: stream,
+                killed: Arc::new(AtomicBool::new(false)),
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// A connected socket with a kill switch shared with the handlers serving it.
+pub(crate) struct DroppableStream {
+    inner: TcpStream,
+    killed: Arc<AtomicBool>,
+}
+
+impl DroppableStream {
+    fn check(&self) -> io::Result<()> {
+        if self.killed.load(Ordering::SeqCst) {
+            // Zero linger: closing the socket resets it instead of a graceful FIN.
+            let _ = self.inner.set_zero_linger();
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "stand-in dropped the connection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for DroppableStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DroppableStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check()?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The handler's side of a connection: the switch that drops it.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    killed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// Marks the connection to be reset instead of answered.
+    pub fn drop_without_response(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Connected<IncomingStream<'_, DroppableListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, DroppableListener>) -> Self {
+        Connection {
+            killed: stream.io().killed.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(0)), "0s");
+        assert_eq!(go_duration(ms(20)), "20ms");
+        assert_eq!(go_duration(ms(1000)), "1s");
+        assert_eq!(go_duration(ms(1500)), "1.5s");
+        assert_eq!(go_duration(ms(59_120)), "59.12s");
+        assert_eq!(go_duration(ms(360_000)), "6m0s");
+        assert_eq!(go_duration(ms(3_723_000)), "1h2m3s");
+    }
+
+    #[test]
+    fn faults_by_arrival_number() {
+        let f = Faults {
+            every_429: Some(3),
+            every_500: Some(5),
+            drop_every: Some(15),
+            ..Faults::default()
+        };
+        let got: Vec<_> = (1..=15).map(|n| fault_for(n, &f)).collect();
+        assert_eq!(got[2], Some(Fault::TooManyRequests));
+        assert_eq!(got[4], Some(Fault::ServerError));
+        assert_eq!(got[14], Some(Fault::Drop));
+        assert_eq!(got.iter().filter(|f| f.is_some()).count(), 7);
+        assert_eq!(
+            fault_for(
+                7,
+                &Faults {
+                    every_429: Some(0),
+                    ..Faults::default()
+                }
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn sliding_window_limits_and_restores() {
+        let rl = RateLimiter::new(2);
+        let t0 = Instant::now();
+        assert_eq!(rl.acquire(t0).unwrap().remaining, 1);
+        let s = rl.acquire(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!((s.remaining, s.reset), (0, Duration::from_secs(60)));
+        let (s, wait) = rl.acquire(t0 + Duration::from_secs(20)).unwrap_err();
+        assert_eq!((s.remaining, wait), (0, Duration::from_secs(40)));
+        // The first request leaves the window at t0+60s.
+        assert_eq!(
+            rl.acquire(t0 + Duration::from_secs(60)).unwrap().remaining,
+            0
+        );
+        assert_eq!(rl.peek(t0 + Duration::from_secs(200)).remaining, 2);
+    }
+}

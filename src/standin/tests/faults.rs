@@ -1,0 +1,145 @@
+//! Injected faults and the requests-per-minute limit.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use super::{KEY, client, get, message, start};
+use crate::standin::{Faults, Options};
+
+fn with(faults: Faults) -> Options {
+    Options {
+        faults,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn every_third_request_is_429_and_the_retry_gets_the_normal_answer() {
+    let s = start(with(Faults {
+        every_429: Some(3),
+        retry_after_secs: 2,
+        ..Faults::default()
+    }))
+    .await;
+    let path = "/threads/thread_long/messages?order=asc&limit=5";
+    let (_, _, first) = get(&s, path).await;
+    get(&s, "/assistants").await;
+    let (status, headers, body) = get(&s, path).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "2");
+    assert_eq!(headers["retry-after-ms"], "2000");
+    assert_eq!(
+        (
+            body["error"]["type"].as_str(),
+            body["error"]["code"].as_str()
+        ),
+        (Some("requests"), Some("rate_limit_exceeded"))
+    );
+    assert!(message(&body).starts_with("Rate limit reached for requests"));
+    let (status, _, retried) = get(&s, path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(retried, first);
+    let stats = s.stats();
+    assert_eq!((stats.requests, stats.faults_injected), (4, 1));
+}
+
+#[tokio::test]
+async fn every_other_request_is_500() {
+    let s = start(with(Faults {
+        every_500: Some(2),
+        ..Faults::default()
+    }))
+    .await;
+    let statuses: Vec<u16> = futures::future::join_all((0..4).map(|_| get(&s, "/files")))
+        .await
+        .into_iter()
+        .map(|(status, _, _)| status.as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|&&c| c == 500).count(), 2);
+    let (status, _, body) = get(&s, "/files").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = get(&s, "/files").await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+    );
+}
+
+#[tokio::test]
+async fn dropped_requests_get_no_response_and_the_next_one_works() {
+    let s = start(with(Faults {
+        drop_every: Some(2),
+        ..Faults::default()
+    }))
+    .await;
+    let http = client();
+    let url = format!("{}/files", s.base_url);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let err = http
+        .get(&url)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect_err("connection dropped");
+    assert!(
+        err.is_request() || err.is_connect() || err.to_string().contains("error sending request"),
+        "{err:?}"
+    );
+    let resp = http.get(&url).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["object"],
+        "list"
+    );
+    assert_eq!(s.stats().faults_injected, 1);
+}
+
+#[tokio::test]
+async fn delay_applies_to_every_request() {
+    let s = start(with(Faults {
+        delay_ms: 150,
+        ..Faults::default()
+    }))
+    .await;
+    let t = Instant::now();
+    let (status, _, _) = get(&s, "/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn rate_limit_headers_and_429_when_exceeded() {
+    let s = start(Options {
+        rate_limit_per_minute: Some(3),
+        ..Options::default()
+    })
+    .await;
+    for remaining in ["2", "1", "0"] {
+        let (status, h, _) = get(&s, "/files").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["x-ratelimit-limit-requests"], "3");
+        assert_eq!(h["x-ratelimit-remaining-requests"], remaining);
+        let reset = h["x-ratelimit-reset-requests"].to_str().unwrap();
+        assert!(
+            reset.ends_with('s') && reset.chars().next().unwrap().is_ascii_digit(),
+            "{reset}"
+        );
+    }
+    let (status, h, body) = get(&s, "/files").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry), "{retry}");
+    assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+    // Rate-limit answers are not injected faults.
+    assert_eq!(s.stats().faults_injected, 0);
+}
