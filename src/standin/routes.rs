@@ -82,6 +82,33 @@ async fn respond(app: &App, conn: &Connection, req: Request) -> (Response, Optio
         .counters
         .count_request(format!("{} {}", method, route.template()));
 
+    let rate = match admit(app, conn, n, req.headers()).await {
+        Ok(rate) => rate,
+        Err(answer) => return answer,
+    };
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let result = match route {
+        Route::Embeddings => embed(app, req).await,
+        _ if route.is_assistants() && app.options.assistants_shut_down => {
+            Err(ApiError::invalid_url(method.as_str(), &path))
+        }
+        Route::Unknown => Err(ApiError::invalid_url(method.as_str(), &path)),
+        _ => get(&app.account.data, &route, &query, req.headers()),
+    };
+    (result.unwrap_or_else(|e| error(&e)), rate)
+}
+
+/// Steps 3 and 4 for the `n`th request: delay, a due fault, auth, the rate limit. `Ok` carries
+/// the budget to report; `Err` is the answer to send instead of serving the route.
+async fn admit(
+    app: &App,
+    conn: &Connection,
+    n: u64,
+    headers: &HeaderMap,
+) -> Result<Option<RateState>, (Response, Option<RateState>)> {
     let options = &app.options;
     if options.faults.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(options.faults.delay_ms)).await;
@@ -92,7 +119,7 @@ async fn respond(app: &App, conn: &Connection, req: Request) -> (Response, Optio
         let e = match fault {
             Fault::Drop => {
                 conn.drop_without_response();
-                return (Response::new(Body::empty()), None);
+                return Err((Response::new(Body::empty()), None));
             }
             Fault::TooManyRequests => {
                 let limit = options.rate_limit_per_minute.unwrap_or(60);
@@ -100,32 +127,19 @@ async fn respond(app: &App, conn: &Connection, req: Request) -> (Response, Optio
             }
             Fault::ServerError => ApiError::server_error(),
         };
-        return (error(&e), peek());
+        return Err((error(&e), peek()));
     }
-    if let Err(e) = authorize(req.headers(), options.api_key.as_deref()) {
-        return (error(&e), peek());
+    if let Err(e) = authorize(headers, options.api_key.as_deref()) {
+        return Err((error(&e), peek()));
     }
-    let rate = match app.limiter.as_ref().map(|l| l.acquire(Instant::now())) {
-        None => None,
-        Some(Ok(state)) => Some(state),
+    match app.limiter.as_ref().map(|l| l.acquire(Instant::now())) {
+        None => Ok(None),
+        Some(Ok(state)) => Ok(Some(state)),
         Some(Err((state, wait))) => {
             let e = ApiError::rate_limited(state.limit, wait.as_secs_f64());
-            return (error(&e), Some(state));
+            Err((error(&e), Some(state)))
         }
-    };
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let result = match route {
-        Route::Embeddings => embed(app, req).await,
-        _ if route.is_assistants() && options.assistants_shut_down => {
-            Err(ApiError::invalid_url(method.as_str(), &path))
-        }
-        Route::Unknown => Err(ApiError::invalid_url(method.as_str(), &path)),
-        _ => get(&app.account.data, &route, &query, req.headers()),
-    };
-    (result.unwrap_or_else(|e| error(&e)), rate)
+    }
 }
 
 /// A matched route, borrowing its path ids.
@@ -380,6 +394,7 @@ fn get(
             let body = serde_json::json!({"object": "vector_store.file_content.page", "data": data, "has_more": false, "next_page": null});
             Ok(json(StatusCode::OK, body.to_string()))
         }
+        // Answered by `respond` before it calls here.
         Embeddings | Unknown => Err(ApiError::server_error()),
     }
 }
