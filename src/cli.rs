@@ -1,6 +1,6 @@
 //! Command-line interface (clap). Only definitions: `run` does the work.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -8,7 +8,7 @@ use std::path::PathBuf;
     name = "engram",
     version,
     about = "Move OpenAI Assistants data (threads, messages, runs, tools) into Engramia",
-    long_about = "Move OpenAI Assistants data into Engramia.\n\nengram reads assistants, threads (by id), messages, runs and run steps from the OpenAI API, a compatible server, or recorded fixtures; maps user->assistant turns to Engramia patterns and function tools to skills; embeds each pattern's task; and writes Engramia's own storage.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict."
+    long_about = "Move OpenAI Assistants data into Engramia.\n\nengram reads assistants, threads (by id), messages, runs and run steps from the OpenAI API, a compatible server, or recorded fixtures; maps user->assistant turns to Engramia patterns and function tools to skills; embeds each pattern's task; and writes Engramia's own storage.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict, 130 interrupted by Ctrl-C (the batch in flight is finished and the report written; a second Ctrl-C stops at once; a rerun resumes)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,6 +32,12 @@ pub struct MigrateArgs {
     /// Write the run's report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Format of the --report file: json, or markdown for a pull-request review.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json, value_name = "FORMAT")]
+    pub report_format: ReportFormat,
+    /// Include every record (key, action, reason, task excerpt, origin) in the report.
+    #[arg(long)]
+    pub report_detail: bool,
     /// Save every HTTP exchange into DIR (API keys and auth headers are never stored).
     #[arg(long, value_name = "DIR", conflicts_with = "replay")]
     pub record: Option<PathBuf>,
@@ -41,10 +47,20 @@ pub struct MigrateArgs {
     /// Read, map and plan everything, then stop: no file, table or embedding request.
     #[arg(long)]
     pub dry_run: bool,
+    /// Re-run only the items a rejects file lists (threads: instead of [source] threads_file).
+    /// A run writes one beside --report FILE (FILE.rejects.jsonl), else engram-rejects.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub retry_failed: Option<PathBuf>,
     /// Exit with code 3 when the run finished with warnings.
     #[arg(long)]
     pub strict: bool,
     /// No progress bar and no summary table (errors still print).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Markdown,
 }

@@ -25,6 +25,8 @@ pub struct Mapping {
     pub patterns: PatternsConfig,
     #[serde(default)]
     pub skills: SkillsConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +100,9 @@ pub struct PatternsConfig {
     pub code_max_chars: usize,
     #[serde(default = "default_classification")]
     pub classification: String,
+    /// A new record whose task is a near-duplicate of a stored one (word Jaccard >= 0.92).
+    #[serde(default)]
+    pub on_duplicate: crate::plan::OnDuplicate,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +129,36 @@ fn default_task_max() -> usize { 2000 }
 fn default_code_max() -> usize { 8000 }
 fn default_classification() -> String { "internal".into() }
 fn default_true() -> bool { true }
+fn default_max_bytes() -> u64 { 64 << 20 }
+fn default_extract_timeout() -> u64 { 30 }
+fn default_chunk_tokens() -> usize { 500 }
+fn default_chunk_overlap() -> usize { 50 }
+
+/// Largest `chunk_tokens`: a chunk plus its filename must fit one embedding input (8192 tokens).
+pub const MAX_CHUNK_TOKENS: usize = 8000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Migrate the files assistants and threads used (file_search stores, code_interpreter
+    /// files, attachments, cited and generated files) as chunk patterns.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Your own copies of files OpenAI does not serve, named by file id or original filename.
+    pub local_dir: Option<PathBuf>,
+    /// Largest file (download, parsed text or local copy) engram reads, in bytes.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Seconds one file's text extraction may take before the file is skipped.
+    #[serde(default = "default_extract_timeout")]
+    pub extract_timeout_secs: u64,
+    /// Chunk size in cl100k_base tokens.
+    #[serde(default = "default_chunk_tokens")]
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks (less than chunk_tokens).
+    #[serde(default = "default_chunk_overlap")]
+    pub chunk_overlap: usize,
+}
 
 macro_rules! default_from_serde {
     ($($t:ty),*) => {$(
@@ -134,7 +169,7 @@ macro_rules! default_from_serde {
         }
     )*};
 }
-default_from_serde!(SourceConfig, TargetConfig, EmbeddingConfig, ScopeConfig, PatternsConfig, SkillsConfig);
+default_from_serde!(SourceConfig, TargetConfig, EmbeddingConfig, ScopeConfig, PatternsConfig, SkillsConfig, FilesConfig);
 
 /// A configuration problem: exit code 2, nothing written.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +185,8 @@ pub struct Config {
     pub embedding_base_url: String,
     pub threads_file: Option<PathBuf>,
     pub project_template: ScopeTemplate,
+    /// `[files] local_dir`, resolved against the mapping file's directory.
+    pub files_local_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -229,6 +266,8 @@ impl Config {
         if mapping.patterns.task_max_chars == 0 || mapping.patterns.code_max_chars == 0 {
             problems.push("[patterns] task_max_chars and code_max_chars must be at least 1".to_string());
         }
+        let files_local_dir = mapping.files.local_dir.as_deref().map(resolve);
+        problems.extend(files_problems(&mapping.files, files_local_dir.as_deref()));
         if mapping.target.batch_size == 0 {
             problems.push("[target] batch_size must be at least 1".to_string());
         }
@@ -255,6 +294,7 @@ impl Config {
         Ok(Config {
             project_template: project_template.expect("checked above"),
             threads_file,
+            files_local_dir,
             base_url,
             embedding_base_url,
             mapping_path: path.to_path_buf(),
@@ -277,6 +317,35 @@ impl Config {
             dir.join(url).to_string_lossy().into_owned()
         }
     }
+}
+
+/// `[files]`: sizes that make sense, and a local_dir that is a directory.
+fn files_problems(files: &FilesConfig, local_dir: Option<&Path>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if files.max_bytes == 0 {
+        problems.push("[files] max_bytes must be at least 1".to_string());
+    }
+    if files.extract_timeout_secs == 0 {
+        problems.push("[files] extract_timeout_secs must be at least 1".to_string());
+    }
+    if files.chunk_tokens == 0 || files.chunk_tokens > MAX_CHUNK_TOKENS {
+        problems.push(format!(
+            "[files] chunk_tokens must be 1..={MAX_CHUNK_TOKENS} (a chunk is embedded as one input of at most 8192 tokens), got {}",
+            files.chunk_tokens
+        ));
+    } else if files.chunk_overlap >= files.chunk_tokens {
+        problems.push(format!(
+            "[files] chunk_overlap ({}) must be less than chunk_tokens ({})",
+            files.chunk_overlap, files.chunk_tokens
+        ));
+    }
+    if let Some(dir) = local_dir.filter(|d| !d.is_dir()) {
+        problems.push(format!(
+            "[files] local_dir {} is not a directory (relative paths are relative to the mapping file)",
+            dir.display()
+        ));
+    }
+    problems
 }
 
 /// Parses mapping TOML; errors carry file, line, column, and for unknown keys the nearest one.
@@ -395,6 +464,52 @@ project = "{assistant.name}"
         assert_eq!(c.base_url, "http://x/v1");
         let c = Config::from_mapping(m, Path::new("m.toml"), None).unwrap();
         assert_eq!(c.base_url, DEFAULT_BASE_URL);
+    }
+}
+
+#[cfg(test)]
+mod files_section {
+    use super::*;
+
+    fn load(files: &str) -> Result<Config, ConfigError> {
+        let text = format!("[source]\nthreads_file = \"t\"\n[files]\n{files}");
+        Config::from_mapping(parse_mapping(&text, Path::new("/cfg/mapping.toml"))?, Path::new("/cfg/mapping.toml"), None)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load("").unwrap();
+        let f = &c.mapping.files;
+        assert!(f.enabled);
+        assert_eq!((f.max_bytes, f.extract_timeout_secs, f.chunk_tokens, f.chunk_overlap), (64 << 20, 30, 500, 50));
+        assert_eq!(c.files_local_dir, None);
+    }
+
+    #[test]
+    fn local_dir_is_resolved_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = dir.path().join("mapping.toml");
+        std::fs::create_dir(dir.path().join("copies")).unwrap();
+        let text = "[source]\nthreads_file = \"t\"\n[files]\nlocal_dir = \"copies\"\n";
+        let c = Config::from_mapping(parse_mapping(text, &mapping).unwrap(), &mapping, None).unwrap();
+        assert_eq!(c.files_local_dir.unwrap(), dir.path().join("copies"));
+        let e = load("local_dir = \"/nonexistent/copies\"").unwrap_err().0;
+        assert!(e.contains("[files] local_dir /nonexistent/copies is not a directory"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let e = load("max_bytes = 0\nextract_timeout_secs = 0\nchunk_tokens = 100\nchunk_overlap = 100\n").unwrap_err().0;
+        assert!(e.contains("3 problems"), "{e}");
+        assert!(e.contains("max_bytes") && e.contains("extract_timeout_secs") && e.contains("chunk_overlap (100)"), "{e}");
+        let e = load("chunk_tokens = 9000").unwrap_err().0;
+        assert!(e.contains("chunk_tokens must be 1..=8000"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_hint() {
+        let e = load("chunk_token = 400").unwrap_err().0;
+        assert!(e.contains("did you mean `chunk_tokens`"), "{e}");
     }
 }
 

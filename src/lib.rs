@@ -6,13 +6,16 @@
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod extract;
 pub mod map;
 pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod record;
+pub mod rejects;
 pub mod report;
 pub mod run;
+pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod standin;

@@ -25,11 +25,22 @@ fn try_main(cli: Cli) -> Result<ExitCode, RunError> {
         .enable_all()
         .build()
         .map_err(|e| RunError::Failed(format!("starting the async runtime: {e}")))?;
+    let env = Env::from_process();
+    {
+        // The listener must be registered inside the runtime, before any work starts.
+        let _guard = runtime.enter();
+        if let Err(e) = env.interrupt.listen() {
+            tracing::warn!("Ctrl-C will stop engram at once: cannot listen for it ({e})");
+        }
+    }
     match cli.command {
         Command::Migrate(args) => {
-            let report = runtime.block_on(migrate(&args, &Env::from_process()))?;
+            let report = runtime.block_on(migrate(&args, &env))?;
             if !args.quiet {
                 print!("{}", report.render_text());
+            }
+            if report.interrupted {
+                return Ok(ExitCode::from(130));
             }
             if args.strict && !report.warnings.is_empty() {
                 return Ok(ExitCode::from(3));

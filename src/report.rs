@@ -9,6 +9,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub engram_version: String,
+    /// This run's id (also in the target's bookkeeping: `_engram_run.json`, `engram_runs`).
+    pub run_id: String,
+    /// Set when an earlier run into this target stopped before finishing: this run picked up
+    /// its work (what it had written is `unchanged` now).
+    pub resumed: Option<crate::sink::PreviousRun>,
     pub dry_run: bool,
     pub source: String,
     pub target: String,
@@ -16,6 +21,20 @@ pub struct Report {
     pub scopes: Vec<ScopeReport>,
     pub warnings: Vec<Warning>,
     pub embedding: EmbeddingReport,
+    /// Every record with its decision, with `--report-detail`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<crate::plan::RecordDetail>>,
+    /// A few tasks per scope that the run writes (`tenant/project` -> tasks).
+    pub samples: std::collections::BTreeMap<String, Vec<String>>,
+    /// Ctrl-C stopped the run: the batch in flight was finished, the threads not reached were
+    /// not read (`threads.not_reached`); a rerun resumes.
+    pub interrupted: bool,
+    /// Where the items this run gave up on were listed (`--retry-failed FILE` re-runs them);
+    /// None when there were none.
+    pub rejects_file: Option<String>,
+    /// The rejects themselves, for the rejects file (not part of the JSON report).
+    #[serde(skip)]
+    pub rejects: Vec<crate::rejects::Reject>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -24,8 +43,27 @@ pub struct ThreadCounts {
     pub listed: usize,
     /// Threads fetched and mapped.
     pub read: usize,
-    /// Threads skipped with a warning (404, 403, failing server).
+    /// Threads skipped with a warning: gone or hidden (404, 403), or not a thread id.
     pub skipped: usize,
+    /// Threads the server kept failing on (after retries): warnings, and lines of the rejects
+    /// file. listed = read + skipped + failed + not_reached.
+    pub failed: usize,
+    /// Threads not read because the run was interrupted (0 otherwise).
+    pub not_reached: usize,
+}
+
+impl ThreadCounts {
+    /// "8 listed, 6 read, 1 skipped, 1 failed" (failed and not reached only when non-zero).
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} listed, {} read, {} skipped", self.listed, self.read, self.skipped);
+        if self.failed > 0 {
+            s.push_str(&format!(", {} failed", self.failed));
+        }
+        if self.not_reached > 0 {
+            s.push_str(&format!(", {} not reached", self.not_reached));
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +80,8 @@ pub struct ScopeReport {
     pub embedded: usize,
     /// Distinct skill tags registered for those patterns.
     pub skills: usize,
+    /// Stored near-duplicates replaced by better records (`on_duplicate = "replace_with_better"`).
+    pub replaced: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +120,7 @@ pub fn scope_reports(tally: &Tally) -> Vec<ScopeReport> {
             patterns: tally.embeddings.get(scope).copied().unwrap_or(0),
             embedded: tally.embedded.get(scope).copied().unwrap_or(0),
             skills: tally.skills.get(scope).map_or(0, |s| s.len()),
+            replaced: tally.replaced.get(scope).copied().unwrap_or(0),
         })
         .collect()
 }
@@ -96,17 +137,103 @@ impl Report {
         t
     }
 
+    /// The same report for a pull-request review: per-scope table, cost, warnings, and a sample
+    /// of the tasks each scope receives.
+    pub fn render_markdown(&self) -> String {
+        let mut out = String::new();
+        let title = if self.dry_run { "engram migration plan (dry run)" } else { "engram migration report" };
+        out.push_str(&format!("## {title}\n\n"));
+        out.push_str(&format!("- source: `{}`\n- target: `{}`\n", self.source, self.target));
+        out.push_str(&format!("- threads: {}\n", self.threads.summary()));
+        if self.interrupted {
+            out.push_str("- **interrupted** (Ctrl-C): rerun to finish\n");
+        }
+        if let Some(r) = &self.resumed {
+            out.push_str(&format!(
+                "- resumed run `{}` (it had committed {} batches, {} records)\n",
+                r.run_id, r.batches, r.records
+            ));
+        }
+        out.push_str("\n| scope | create | update | unchanged | skip | patterns | embedded | skills |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        for s in &self.scopes {
+            out.push_str(&format!(
+                "| {}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
+                md_escape(&s.tenant),
+                md_escape(&s.project),
+                s.create,
+                s.update,
+                s.unchanged,
+                s.skip,
+                s.patterns,
+                s.embedded,
+                s.skills
+            ));
+        }
+        let t = self.totals();
+        out.push_str(&format!("| **total** | {} | {} | {} | {} | | | |\n\n", t.create, t.update, t.unchanged, t.skip));
+        let e = &self.embedding;
+        let cost = e.estimated_cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "unknown".into());
+        out.push_str(&format!(
+            "**Embedding:** {} inputs, {} tokens (cl100k_base), {} request{} to `{}`, estimated cost {cost}.\n\n",
+            e.inputs,
+            e.tokens,
+            e.requests,
+            if e.requests == 1 { "" } else { "s" },
+            e.model
+        ));
+        if self.warnings.is_empty() {
+            out.push_str("**Warnings:** none.\n");
+        } else {
+            out.push_str(&format!("**Warnings ({}):**\n\n| kind | object | message |\n| --- | --- | --- |\n", self.warnings.len()));
+            for w in &self.warnings {
+                out.push_str(&format!("| {} | {} | {} |\n", md_escape(&w.kind), md_escape(&w.id), md_escape(&w.message)));
+            }
+        }
+        if !self.samples.is_empty() {
+            out.push_str("\n<details><summary>Sample tasks per scope</summary>\n\n");
+            for (scope, tasks) in &self.samples {
+                out.push_str(&format!("**{}**\n\n", md_escape(scope)));
+                for t in tasks {
+                    out.push_str(&format!("- {}\n", md_escape(t)));
+                }
+                out.push('\n');
+            }
+            out.push_str("</details>\n");
+        }
+        out
+    }
+
     /// The human summary: a table a reader takes in at a glance.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let headline = if self.dry_run { "engram migrate --dry-run: plan (nothing written)" } else { "engram migrate: done" };
+        let headline = match (self.dry_run, self.interrupted) {
+            (true, false) => "engram migrate --dry-run: plan (nothing written)",
+            (true, true) => "engram migrate --dry-run: interrupted (plan of the threads read so far)",
+            (false, false) => "engram migrate: done",
+            (false, true) => "engram migrate: interrupted (what was read is written; rerun to finish)",
+        };
         out.push_str(headline);
         out.push('\n');
         out.push_str(&format!("  source   {}\n  target   {}\n", self.source, self.target));
-        out.push_str(&format!(
-            "  threads  {} listed, {} read, {} skipped\n\n",
-            self.threads.listed, self.threads.read, self.threads.skipped
-        ));
+        if let Some(r) = &self.resumed {
+            out.push_str(&format!(
+                "  resumed  run {} had stopped after {} batches ({} records, last thread {}); finishing its work\n",
+                r.run_id,
+                r.batches,
+                r.records,
+                r.last_thread.as_deref().unwrap_or("none")
+            ));
+        }
+        out.push_str(&format!("  threads  {}\n", self.threads.summary()));
+        if let Some(path) = &self.rejects_file {
+            out.push_str(&format!(
+                "  rejects  {} item{} in {path}; engram migrate --retry-failed {path} retries them\n",
+                self.rejects.len(),
+                if self.rejects.len() == 1 { "" } else { "s" }
+            ));
+        }
+        out.push('\n');
         let width = self
             .scopes
             .iter()
@@ -164,4 +291,20 @@ impl Report {
         }
         out
     }
+}
+
+/// Keeps user text from breaking a Markdown table or injecting markup.
+fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' | '`' | '*' | '_' | '<' | '>' | '[' | ']' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
 }

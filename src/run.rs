@@ -6,25 +6,26 @@
 //! written in batches, and the report is built from the same tallies in a dry run and a real
 //! one.
 
-use crate::cli::MigrateArgs;
+use crate::cli::{MigrateArgs, ReportFormat};
 use crate::config::Config;
 use crate::embed::{EmbedError, EmbedTotals, Embedder, batch_ranges, count_tokens, embedding_input, expected_dimensions};
 use crate::map::scope::ScopeContext;
 use crate::map::{MapContext, MapSettings, map_assistant_tools, map_thread};
 use crate::model::{Assistant, ThreadBundle};
-use crate::plan::{Tally, plan_batch};
+use crate::plan::{PlanState, Tally, plan_batch};
 use crate::progress::Progress;
 use crate::record::{Record, Scope, Warning};
 use crate::report::{EmbeddingReport, Report, ThreadCounts, scope_reports};
 use crate::sink::json_dir::JsonDirSink;
-use crate::sink::{Embedded, Preflight, RunInfo, Sink, SinkError, Target};
+use crate::sink::postgres::PgSink;
+use crate::sink::{Embedded, Preflight, RunInfo, RunProgress, Sink, SinkError, Target};
 use crate::source::fixtures::{FixtureStore, Recorder};
 use crate::source::openai::{OpenAiSource, ThreadFetch};
 use crate::source::retry::RetryPolicy;
 use crate::source::transport::{Credentials, Live, SharedTransport, Transport};
 use crate::source::{SourceError, parse_thread_ids};
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ pub struct Env {
     pub base_url: Option<String>,
     pub organization: Option<String>,
     pub project: Option<String>,
+    /// `ENGRAM_RETRY_BASE_MS`: the first backoff delay in milliseconds (default 500). For tests,
+    /// which inject faults and do not want to wait; a server's `retry-after` is honoured anyway.
+    pub retry_base_ms: Option<u64>,
+    /// Set by the first Ctrl-C (see `signal`); never set unless `main` listens for it.
+    pub interrupt: crate::signal::Interrupt,
 }
 
 impl std::fmt::Debug for Env {
@@ -51,6 +57,8 @@ impl Env {
             base_url: var("OPENAI_BASE_URL"),
             organization: var("OPENAI_ORG_ID"),
             project: var("OPENAI_PROJECT_ID"),
+            retry_base_ms: var("ENGRAM_RETRY_BASE_MS").and_then(|v| v.trim().parse().ok()),
+            interrupt: crate::signal::Interrupt::default(),
         }
     }
 }
@@ -90,24 +98,54 @@ impl From<EmbedError> for RunError {
 /// Runs `engram migrate` and returns its report (also written to `--report` when given).
 pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> {
     let config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
-    let (thread_ids, id_warnings) = read_thread_ids(&config)?;
+    let (thread_ids, id_warnings) = match &args.retry_failed {
+        Some(path) => retry_thread_ids(path)?,
+        None => read_thread_ids(&config)?,
+    };
     let transport = Arc::new(build_transport(args, &config, env)?);
     let target = Target::parse(&config.target_url(args.target.as_deref()));
     let pipeline = Pipeline::new(args, &config, transport, env);
-    let report = match target {
+    let mut report = match target {
         Target::JsonDir(dir) => pipeline.run(JsonDirSink::new(dir), thread_ids, id_warnings).await?,
         Target::Postgres(url) => {
-            return Err(RunError::Config(format!(
-                "target {}: the PostgreSQL sink is not available in this build; use a directory",
-                redact_url(&url)
-            )));
+            let sink = PgSink::open(&url, pipeline.run_id.clone()).await?;
+            pipeline.run(sink, thread_ids, id_warnings).await?
         }
     };
+    // A dry run writes no rejects file: it promises to write nothing but the report.
+    if !report.dry_run {
+        let path = crate::rejects::path_for(args.report.as_deref());
+        match crate::rejects::persist(&report.rejects, &path).map_err(RunError::Failed)? {
+            crate::rejects::Persisted::Written(p) => report.rejects_file = Some(p.display().to_string()),
+            crate::rejects::Persisted::RemovedStale(p) => tracing::info!(path = %p.display(), "no rejects: removed the old rejects file"),
+            crate::rejects::Persisted::Nothing => {}
+        }
+    }
     if let Some(path) = &args.report {
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| RunError::Failed(e.to_string()))?;
-        std::fs::write(path, json).map_err(|e| RunError::Failed(format!("writing the report {}: {e}", path.display())))?;
+        let bytes = match args.report_format {
+            ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| RunError::Failed(e.to_string()))?,
+            ReportFormat::Markdown => report.render_markdown().into_bytes(),
+        };
+        std::fs::write(path, bytes).map_err(|e| RunError::Failed(format!("writing the report {}: {e}", path.display())))?;
     }
     Ok(report)
+}
+
+/// `--retry-failed FILE`: the threads a rejects file lists, instead of `threads_file`. Rejects
+/// of other stages are named in a warning (this version retries threads).
+fn retry_thread_ids(path: &std::path::Path) -> Result<(Vec<String>, Vec<Warning>), RunError> {
+    let rejects = crate::rejects::read(path).map_err(RunError::Config)?;
+    let ids = crate::rejects::ids_of_stage(&rejects, crate::rejects::STAGE_THREAD);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (ids, mut warnings) = parse_thread_ids(&ids.join("\n"), &name);
+    for r in rejects.iter().filter(|r| r.stage != crate::rejects::STAGE_THREAD) {
+        warnings.push(Warning::new(
+            "retry_not_supported",
+            r.id.clone(),
+            format!("{}: a {} reject is not retried by --retry-failed; rerun without it to retry everything", name, r.stage),
+        ));
+    }
+    Ok((ids, warnings))
 }
 
 fn read_thread_ids(config: &Config) -> Result<(Vec<String>, Vec<Warning>), RunError> {
@@ -139,12 +177,22 @@ fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Tra
         &config.embedding_base_url,
         credentials,
         Duration::from_secs(config.mapping.source.timeout_secs),
-        RetryPolicy::new(config.mapping.source.max_attempts),
+        retry_policy(config, env),
     )
     .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))?;
     match &args.record {
         Some(dir) => Recorder::create(dir).map(|r| Transport::Recording(live, r)).map_err(RunError::Config),
         None => Ok(Transport::Live(live)),
+    }
+}
+
+/// One policy for every live request of the run: thread fetches, file lookups and embedding
+/// requests share its concurrency limit and the pause a 429 starts.
+fn retry_policy(config: &Config, env: &Env) -> RetryPolicy {
+    let policy = RetryPolicy::new(config.mapping.source.max_attempts).with_concurrency(config.mapping.source.concurrency);
+    match env.retry_base_ms {
+        Some(ms) => policy.with_min_delay(Duration::from_millis(ms)),
+        None => policy,
     }
 }
 
@@ -167,10 +215,18 @@ struct Pipeline<'a> {
     embedder: Embedder,
     settings: MapSettings,
     tally: Tally,
-    seen: HashSet<String>,
+    plan: PlanState,
+    run_id: String,
+    /// The last thread whose records are all in `pending` or written.
+    current_thread: Option<String>,
+    batches_written: u64,
+    records_written: u64,
     totals: EmbedTotals,
     warnings: Vec<Warning>,
     wrote_anything: bool,
+    /// Items given up on, for the rejects file.
+    rejects: Vec<crate::rejects::Reject>,
+    interrupt: crate::signal::Interrupt,
 }
 
 impl<'a> Pipeline<'a> {
@@ -198,11 +254,17 @@ impl<'a> Pipeline<'a> {
                 code_max_chars: m.patterns.code_max_chars,
                 classification: m.patterns.classification.clone(),
             },
-            tally: Tally::default(),
-            seen: HashSet::new(),
+            tally: Tally { details: args.report_detail.then(Vec::new), ..Tally::default() },
+            plan: PlanState::new(m.patterns.on_duplicate),
+            run_id: crate::sink::postgres::new_run_id(),
+            current_thread: None,
+            batches_written: 0,
+            records_written: 0,
             totals: EmbedTotals::default(),
             warnings: Vec::new(),
             wrote_anything: false,
+            rejects: Vec::new(),
+            interrupt: env.interrupt.clone(),
         }
     }
 
@@ -210,6 +272,7 @@ impl<'a> Pipeline<'a> {
         let m = &self.config.mapping;
         let dims = expected_dimensions(&m.embedding.model, m.embedding.dimensions);
         sink.preflight(&Preflight { model: m.embedding.model.clone(), dimensions: dims }).await?;
+        let resumed = sink.previous_run().await?;
         self.warnings.extend(id_warnings);
 
         let (assistants, w) = self.source.list_assistants().await?;
@@ -240,23 +303,49 @@ impl<'a> Pipeline<'a> {
                 }
             })
             .buffered(concurrency);
-        while let Some((id, result)) = fetched.next().await {
-            match result? {
+        // Ctrl-C stops taking threads (the ones in flight are dropped, unread); what was read is
+        // still planned and written below, so the next run starts right after it.
+        let interrupt = self.interrupt.clone();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = interrupt.wait() => None,
+                next = fetched.next() => next,
+            };
+            let Some((id, result)) = next else { break };
+            let fetch = match result? {
+                ThreadFetch::Found { bundle, warnings } => match self.resolve_file_names(&bundle, &mut ctx).await? {
+                    None => ThreadFetch::Found { bundle, warnings },
+                    Some(failed) => failed,
+                },
+                other => other,
+            };
+            match fetch {
                 ThreadFetch::Skipped(w) => {
                     counts.skipped += 1;
                     self.warnings.push(w);
                 }
+                ThreadFetch::Failed { warning, attempts } => {
+                    counts.failed += 1;
+                    self.rejects.push(crate::rejects::Reject {
+                        id: id.clone(),
+                        stage: crate::rejects::STAGE_THREAD.to_string(),
+                        reason: warning.message.clone(),
+                        attempts,
+                    });
+                    self.warnings.push(warning);
+                }
                 ThreadFetch::Found { bundle, warnings } => {
                     counts.read += 1;
                     self.warnings.extend(warnings);
-                    self.resolve_file_names(&bundle, &mut ctx).await?;
                     let mapped = map_thread(&bundle, &ctx, &self.settings);
                     pending.extend(mapped.records);
                     self.warnings.extend(mapped.warnings);
                     tracing::debug!(thread = %id, "mapped");
                 }
             }
-            progress.thread_done(self.seen.len() + pending.len());
+            self.current_thread = Some(id.clone());
+            progress.thread_done(self.plan.planned_keys() + pending.len());
             if pending.len() >= m.target.batch_size {
                 self.process_batch(&mut sink, std::mem::take(&mut pending)).await?;
             }
@@ -266,13 +355,20 @@ impl<'a> Pipeline<'a> {
             self.process_batch(&mut sink, pending).await?;
         }
         progress.finish();
+        let interrupted = self.interrupt.is_set();
+        counts.not_reached = counts.listed - counts.read - counts.skipped - counts.failed;
 
-        if !self.args.dry_run {
-            let info = RunInfo { run_id: String::new(), source: self.source_label(), wrote_anything: self.wrote_anything };
+        self.warn_over_quota();
+        // An interrupted run is not finished: the sink keeps its "running" marker, so the next
+        // run reports that it resumed this one.
+        if !self.args.dry_run && !interrupted {
+            let info = RunInfo { run_id: self.run_id.clone(), source: self.source_label(), wrote_anything: self.wrote_anything };
             sink.finish(&info).await?;
         }
         Ok(Report {
             engram_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: self.run_id.clone(),
+            resumed,
             dry_run: self.args.dry_run,
             source: self.source_label(),
             target: sink.describe(),
@@ -280,7 +376,30 @@ impl<'a> Pipeline<'a> {
             scopes: scope_reports(&self.tally),
             warnings: self.warnings,
             embedding: EmbeddingReport::new(&m.embedding.model, self.totals.inputs, self.totals.tokens, self.totals.requests),
+            records: self.tally.details.take(),
+            samples: self.tally.samples.iter().map(|(s, t)| (s.to_string(), t.clone())).collect(),
+            interrupted,
+            rejects_file: None,
+            rejects: self.rejects,
         })
+    }
+
+    /// Engramia refuses to learn into a scope past its pattern limit; say so in the plan.
+    fn warn_over_quota(&mut self) {
+        for (scope, c) in &self.tally.by_scope {
+            let replaced = self.tally.replaced.get(scope).copied().unwrap_or(0);
+            let after = self.plan.stored_in(scope) + c.create - replaced;
+            if after > crate::plan::ENGRAMIA_MAX_PATTERNS {
+                self.warnings.push(Warning::new(
+                    "scope_over_quota",
+                    scope.to_string(),
+                    format!(
+                        "the scope would hold {after} patterns; Engramia refuses to learn into a scope past {} (and its API enforces projects.max_patterns); split the project with [scope] project, or archive old patterns first",
+                        crate::plan::ENGRAMIA_MAX_PATTERNS
+                    ),
+                ));
+            }
+        }
     }
 
     fn source_label(&self) -> String {
@@ -333,7 +452,10 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Looks up the filenames of files cited in a thread, once per file, for citation markers.
-    async fn resolve_file_names(&self, bundle: &ThreadBundle, ctx: &mut MapContext) -> Result<(), RunError> {
+    /// A file that is gone or hidden (404/403) is a warning and its marker is removed; a lookup
+    /// the server kept failing fails the whole thread (returned), so that no record is written
+    /// with a citation it could not resolve and `--retry-failed` can redo the thread.
+    async fn resolve_file_names(&mut self, bundle: &ThreadBundle, ctx: &mut MapContext) -> Result<Option<ThreadFetch>, RunError> {
         let cited: Vec<String> = bundle
             .messages
             .iter()
@@ -346,14 +468,37 @@ impl<'a> Pipeline<'a> {
             .into_iter()
             .collect();
         for id in cited {
-            let name = match self.source.file(&id).await? {
-                Some(f) if !f.filename.is_empty() => f.filename,
-                // Unknown: the marker is removed rather than replaced.
-                _ => String::new(),
+            let name = match self.source.file(&id).await {
+                Ok(Some(f)) => f.filename,
+                Ok(None) => {
+                    self.warnings.push(Warning::new(
+                        "cited_file_unavailable",
+                        id.clone(),
+                        format!(
+                            "thread {} cites file {id}, which the API did not return (404 or 403: deleted, or not readable with this key); its citation markers were removed",
+                            bundle.thread.id
+                        ),
+                    ));
+                    String::new()
+                }
+                Err(e @ SourceError::Unauthorized { .. }) => return Err(e.into()),
+                Err(e) => {
+                    let attempts = match &e {
+                        SourceError::Transport(t) => t.attempts(),
+                        _ => 1,
+                    };
+                    let warning = Warning::new(
+                        "thread_failed",
+                        bundle.thread.id.clone(),
+                        format!("looking up the cited file {id}: {e}; it is listed in the rejects file: rerun with --retry-failed FILE to retry just the failed threads"),
+                    );
+                    return Ok(Some(ThreadFetch::Failed { warning, attempts }));
+                }
             };
+            // An empty name (unknown file) removes the marker rather than replacing it.
             ctx.file_names.insert(id, name);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Plan -> embed -> write for one batch of records.
@@ -366,8 +511,20 @@ impl<'a> Pipeline<'a> {
         for (scope, keys) in &keys_by_scope {
             existing.extend(sink.existing(scope, keys).await?);
         }
-        let planned = plan_batch(records, &existing, &mut self.seen);
+        for scope in keys_by_scope.keys() {
+            if self.plan.needs_scope(scope) {
+                let stored = sink.scope_patterns(scope).await?;
+                self.plan.load_scope(scope, stored);
+            }
+        }
+        let planned = plan_batch(records, &existing, &mut self.plan);
         planned.iter().for_each(|p| self.tally.add(p));
+        let mut replaced: HashMap<Scope, Vec<String>> = HashMap::new();
+        for p in &planned {
+            if let Some(old) = &p.replaces {
+                replaced.entry(p.record.scope.clone()).or_default().push(old.clone());
+            }
+        }
         let to_write: Vec<Record> = planned.into_iter().filter(|p| p.writes()).map(|p| p.record).collect();
         if to_write.is_empty() {
             return Ok(());
@@ -383,8 +540,20 @@ impl<'a> Pipeline<'a> {
         let vectors = self.embedder.embed(&texts, &mut self.totals).await?;
         let batch: Vec<Embedded> =
             to_write.into_iter().zip(vectors).map(|(record, embedding)| Embedded { record, embedding }).collect();
+        for (scope, keys) in &replaced {
+            sink.remove(scope, keys).await?;
+        }
         sink.write(&batch).await?;
         self.wrote_anything = true;
+        self.batches_written += 1;
+        self.records_written += batch.len() as u64;
+        let progress = RunProgress {
+            run_id: self.run_id.clone(),
+            batches: self.batches_written,
+            records: self.records_written,
+            last_thread: self.current_thread.clone(),
+        };
+        sink.mark_progress(&progress).await?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! No clock, no network, no filesystem: the same input gives the same records on every run,
 //! which is what makes reruns, dry runs and replays honest.
 
+pub mod chunk;
 pub mod keys;
 pub mod pairing;
 pub mod scope;

@@ -11,7 +11,7 @@
 //! and rewritten by the next run), never a pattern file that is half written. Entries already
 //! in the index or registry under other keys are kept byte for byte.
 
-use super::{Embedded, Existing, Preflight, RunInfo, Sink, SinkError};
+use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
 use crate::record::{Scope, content_hash};
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -65,6 +65,16 @@ pub struct JsonDirSink {
     root: PathBuf,
     model: String,
     scopes: HashMap<Scope, ScopeFiles>,
+}
+
+/// engram's run marker at the root. Engramia skips files whose name starts with `_`.
+const RUN_MARKER: &str = "_engram_run.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunMarker {
+    status: String,
+    #[serde(flatten)]
+    progress: RunProgress,
 }
 
 impl JsonDirSink {
@@ -198,7 +208,73 @@ impl Sink for JsonDirSink {
         Ok(())
     }
 
+    async fn scope_patterns(&mut self, scope: &Scope) -> Result<Vec<StoredPattern>, SinkError> {
+        let dir = scope_dir(&self.root, scope).join("patterns");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            // Engramia skips files it cannot parse; so does the duplicate check.
+            let Ok(Some(v)) = read_json_opt::<Value>(&path) else { continue };
+            let Some(task) = v.get("task").and_then(Value::as_str) else { continue };
+            out.push(StoredPattern {
+                key: format!("patterns/{stem}"),
+                task: task.to_string(),
+                success_score: v.get("success_score").and_then(Value::as_f64).unwrap_or(0.0),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn remove(&mut self, scope: &Scope, keys: &[String]) -> Result<(), SinkError> {
+        let files = self.scope_files(scope)?;
+        let mut registry_changed = false;
+        for key in keys {
+            files.embeddings.shift_remove(key);
+            registry_changed |= files.registry.shift_remove(key).is_some();
+        }
+        // Index first, then the files: a crash in between leaves a pattern without embedding,
+        // which the next run's plan sees and repairs.
+        write_atomic(&files.dir.join("_embeddings.json"), &to_json(&files.embeddings)?)?;
+        if registry_changed {
+            write_atomic(&files.dir.join("skills/_registry.json"), &to_json(&files.registry)?)?;
+        }
+        for key in keys {
+            let path = files.dir.join(format!("{}.json", checked_key(key)?));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SinkError::Io(format!("removing {}: {e}", path.display()))),
+            }
+        }
+        Ok(())
+    }
+
+    async fn previous_run(&mut self) -> Result<Option<PreviousRun>, SinkError> {
+        let marker: Option<RunMarker> = read_json_opt(&self.root.join(RUN_MARKER)).unwrap_or(None);
+        Ok(marker.filter(|m| m.status == "running").map(|m| PreviousRun {
+            run_id: m.progress.run_id,
+            batches: m.progress.batches,
+            records: m.progress.records,
+            last_thread: m.progress.last_thread,
+        }))
+    }
+
+    async fn mark_progress(&mut self, progress: &RunProgress) -> Result<(), SinkError> {
+        let marker = RunMarker { status: "running".into(), progress: progress.clone() };
+        write_atomic(&self.root.join(RUN_MARKER), &to_json(&marker)?)
+    }
+
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {
+        let marker_path = self.root.join(RUN_MARKER);
+        if let Some(mut marker) = read_json_opt::<RunMarker>(&marker_path).unwrap_or(None) {
+            marker.status = "completed".into();
+            write_atomic(&marker_path, &to_json(&marker)?)?;
+        }
         let meta_path = self.root.join("metadata/embedding_config.json");
         if run.wrote_anything && !meta_path.exists() {
             let meta = serde_json::json!({

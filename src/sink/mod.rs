@@ -3,6 +3,7 @@
 //! batches atomically.
 
 pub mod json_dir;
+pub mod postgres;
 
 use crate::record::{Record, Scope};
 use std::collections::HashMap;
@@ -33,6 +34,35 @@ pub struct Existing {
     pub hash: String,
     /// False when the pattern is there but its embedding is not (invisible to recall).
     pub has_embedding: bool,
+}
+
+/// A pattern already in a scope, as the near-duplicate check sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPattern {
+    pub key: String,
+    pub task: String,
+    pub success_score: f64,
+}
+
+/// An earlier run of engram into this target that did not finish (killed, crashed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PreviousRun {
+    pub run_id: String,
+    /// Batches it committed before it stopped.
+    pub batches: u64,
+    /// Records it wrote before it stopped.
+    pub records: u64,
+    /// The last thread whose records it had committed.
+    pub last_thread: Option<String>,
+}
+
+/// Progress of the current run, recorded after each committed batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunProgress {
+    pub run_id: String,
+    pub batches: u64,
+    pub records: u64,
+    pub last_thread: Option<String>,
 }
 
 /// A record with its embedding, ready to write.
@@ -86,6 +116,29 @@ pub trait Sink {
     /// Writes one batch atomically: after a crash, each record is either fully there (pattern,
     /// embedding, skills) or absent.
     async fn write(&mut self, batch: &[Embedded]) -> Result<(), SinkError>;
+    /// Every pattern of a scope (key, task, score), for the near-duplicate check. Read-only.
+    /// The default holds nothing, which only a sink that cannot list its patterns should keep.
+    async fn scope_patterns(&mut self, _scope: &Scope) -> Result<Vec<StoredPattern>, SinkError> {
+        Ok(Vec::new())
+    }
+    /// Removes patterns (with their embeddings and skills) that a better near-duplicate
+    /// replaces; called in the same batch as the write of their replacement.
+    async fn remove(&mut self, _scope: &Scope, keys: &[String]) -> Result<(), SinkError> {
+        Err(SinkError::Config(format!(
+            "{} cannot remove patterns ({} near-duplicates to replace); use [patterns] on_duplicate = \"skip\" or \"keep_both\"",
+            self.describe(),
+            keys.len()
+        )))
+    }
+    /// An earlier run into this target that did not finish, if any. Read-only.
+    async fn previous_run(&mut self) -> Result<Option<PreviousRun>, SinkError> {
+        Ok(None)
+    }
+    /// Records progress after a committed batch, so a killed run's successor can say where
+    /// it resumed. Not called in a dry run.
+    async fn mark_progress(&mut self, _progress: &RunProgress) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Called once at the end of a run that was not a dry run.
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError>;
 }

@@ -20,10 +20,13 @@ pub struct OpenAiSource {
     read_run_steps: bool,
 }
 
-/// The outcome of fetching one thread: its bundle, or a reason it was skipped.
+/// The outcome of fetching one thread: its bundle, a reason it was skipped (it is gone or
+/// hidden: a rerun will not change that), or a failure a later run may not meet (the server
+/// kept failing): those go into the rejects file for `--retry-failed`.
 pub enum ThreadFetch {
     Found { bundle: ThreadBundle, warnings: Vec<Warning> },
     Skipped(Warning),
+    Failed { warning: Warning, attempts: u32 },
 }
 
 impl OpenAiSource {
@@ -56,11 +59,20 @@ impl OpenAiSource {
             ))),
             Err(e @ (SourceError::Transport(TransportError::Exhausted { .. } | TransportError::Network { .. })
             | SourceError::Decode { .. }
-            | SourceError::Http { .. })) => Ok(ThreadFetch::Skipped(Warning::new(
-                "thread_failed",
-                thread_id,
-                format!("{e}; rerun engram to retry it (threads already written are not written again)"),
-            ))),
+            | SourceError::Http { .. })) => {
+                let attempts = match &e {
+                    SourceError::Transport(t) => t.attempts(),
+                    _ => 1,
+                };
+                Ok(ThreadFetch::Failed {
+                    warning: Warning::new(
+                        "thread_failed",
+                        thread_id,
+                        format!("{e}; it is listed in the rejects file: rerun with --retry-failed FILE to retry just the failed threads"),
+                    ),
+                    attempts,
+                })
+            }
             Err(e) => Err(e),
         }
     }
@@ -93,7 +105,7 @@ impl OpenAiSource {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<ApiResponse, SourceError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<ApiResponse, SourceError> {
         let req = ApiRequest::get(path);
         let resp = self.transport.send(&req).await?;
         if resp.is_success() {
@@ -109,7 +121,7 @@ impl OpenAiSource {
         Err(SourceError::Http { request: req.describe(), status: resp.status, message: resp.error_message() })
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, SourceError> {
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, SourceError> {
         let resp = self.get(path).await?;
         serde_json::from_slice(&resp.body)
             .map_err(|e| SourceError::Decode { request: format!("GET {path}"), message: e.to_string() })
@@ -117,7 +129,7 @@ impl OpenAiSource {
 
     /// Every item of a cursor-paginated list, oldest first. `owner` names the object the list
     /// belongs to, for the warning when a server repeats a cursor.
-    async fn list_all<T: DeserializeOwned>(&self, path: &str, owner: &str) -> Result<(Vec<T>, Vec<Warning>), SourceError> {
+    pub(crate) async fn list_all<T: DeserializeOwned>(&self, path: &str, owner: &str) -> Result<(Vec<T>, Vec<Warning>), SourceError> {
         let mut items = Vec::new();
         let mut warnings = Vec::new();
         let mut after: Option<String> = None;

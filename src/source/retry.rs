@@ -7,18 +7,24 @@ use super::transport::{ApiRequest, ApiResponse, Live, TransportError};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// The longest server-requested wait engram honours; longer ones are capped.
 const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
 
+/// The retry and rate budget shared by every live request of a run (thread fetches, file
+/// lookups and embedding requests alike: they all go through one `Live`).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
+    /// The first backoff delay (doubled per attempt, with jitter, up to `max_delay`).
     pub min_delay: Duration,
     pub max_delay: Duration,
     /// Until when every request waits (set by 429s and exhausted rate budgets).
     pause_until: Arc<Mutex<Option<Instant>>>,
+    /// Requests on the wire at once, over all tasks (`[source] concurrency`).
+    in_flight: Arc<Semaphore>,
 }
 
 impl RetryPolicy {
@@ -28,7 +34,22 @@ impl RetryPolicy {
             min_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             pause_until: Arc::new(Mutex::new(None)),
+            in_flight: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY)),
         }
+    }
+
+    /// At most `n` requests on the wire at once, whoever sends them.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.in_flight = Arc::new(Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// The first backoff delay. Tests shorten it (`ENGRAM_RETRY_BASE_MS`); a server's own
+    /// `retry-after` is honoured whatever this is.
+    pub fn with_min_delay(mut self, d: Duration) -> Self {
+        self.min_delay = d;
+        self.max_delay = self.max_delay.max(d);
+        self
     }
 
     fn pause_for(&self, d: Duration) {
@@ -39,19 +60,27 @@ impl RetryPolicy {
         }
     }
 
+    /// Waits out the shared pause, including extensions made while waiting.
     async fn wait_for_pause(&self) {
-        let until = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
+        loop {
+            let until = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return,
+            }
         }
     }
 }
+
+const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Why one attempt failed.
 #[derive(Debug)]
 enum Attempt {
     /// Worth another try, after `after` if the server said so.
     Retry { status: u16, message: String, after: Option<Duration> },
+    /// Not worth another try (a request that cannot be built).
+    Fatal { message: String },
 }
 
 pub(crate) async fn send_with_retry(
@@ -66,6 +95,8 @@ pub(crate) async fn send_with_retry(
         .with_max_times(policy.max_attempts.saturating_sub(1) as usize);
     let attempts = std::sync::atomic::AtomicU32::new(0);
     let result = (|| async {
+        // A closed semaphore is impossible (it is never closed); treat it as no limit.
+        let _permit = policy.in_flight.acquire().await.ok();
         policy.wait_for_pause().await;
         attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match live.send_once(req).await {
@@ -81,28 +112,33 @@ pub(crate) async fn send_with_retry(
                     Ok(resp)
                 }
             }
+            // Errors while connecting, sending, or reading the body (a dropped connection, a
+            // timeout) are all worth another try; only a request that cannot be built is not.
+            Err(e) if e.is_builder() => Err(Attempt::Fatal { message: describe_reqwest_error(&e) }),
             Err(e) => Err(Attempt::Retry { status: 0, message: describe_reqwest_error(&e), after: None }),
         }
     })
     .retry(backoff)
     .sleep(tokio::time::sleep)
-    .adjust(|e: &Attempt, d| match e {
-        Attempt::Retry { after: Some(after), .. } => Some((*after).min(MAX_SERVER_DELAY)),
+    .when(|e: &Attempt| matches!(e, Attempt::Retry { .. }))
+    // The server's wait replaces the backoff's, but never revives a request whose attempts
+    // are used up (`d` is None then).
+    .adjust(|e: &Attempt, d| match (e, d) {
+        (Attempt::Retry { after: Some(after), .. }, Some(_)) => Some((*after).min(MAX_SERVER_DELAY)),
         _ => d,
     })
     .notify(|e: &Attempt, d| {
-        let Attempt::Retry { status, message, .. } = e;
-        tracing::debug!(request = %req.describe(), status, %message, delay = ?d, "retrying");
+        if let Attempt::Retry { status, message, .. } = e {
+            tracing::debug!(request = %req.describe(), status, %message, delay = ?d, "retrying");
+        }
     })
     .await;
-    result.map_err(|Attempt::Retry { status, message, .. }| {
-        let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
-        if status == 0 {
-            TransportError::Network {
-                request: req.describe(),
-                message: format!("{message} (after {attempts} attempts)"),
-            }
-        } else {
+    let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    result.map_err(|e| match e {
+        Attempt::Retry { status: 0, message, .. } | Attempt::Fatal { message } => {
+            TransportError::Network { request: req.describe(), message, attempts }
+        }
+        Attempt::Retry { status, message, .. } => {
             TransportError::Exhausted { request: req.describe(), attempts, status, message }
         }
     })
@@ -168,12 +204,20 @@ fn server_delay(resp: &ApiResponse) -> Option<Duration> {
 /// When the declared request budget is spent, pause everyone until it resets rather than
 /// running into a 429.
 fn observe_rate_budget(resp: &ApiResponse, policy: &RetryPolicy) {
-    let remaining = resp.header("x-ratelimit-remaining-requests").and_then(|v| v.trim().parse::<u64>().ok());
-    if remaining == Some(0)
-        && let Some(reset) = resp.header("x-ratelimit-reset-requests").and_then(parse_go_duration)
-    {
+    if let Some(reset) = budget_pause(resp) {
         policy.pause_for(reset);
     }
+}
+
+/// How long to hold every request when the answer says a budget (requests or tokens) is spent.
+fn budget_pause(resp: &ApiResponse) -> Option<Duration> {
+    ["requests", "tokens"]
+        .iter()
+        .filter(|kind| {
+            resp.header(&format!("x-ratelimit-remaining-{kind}")).and_then(|v| v.trim().parse::<u64>().ok()) == Some(0)
+        })
+        .filter_map(|kind| resp.header(&format!("x-ratelimit-reset-{kind}")).and_then(parse_go_duration))
+        .max()
 }
 
 /// Parses Go `time.ParseDuration` strings as OpenAI sends them: `1s`, `6m0s`, `20ms`, `2m59.56s`.
@@ -264,5 +308,33 @@ mod tests {
             Some(Duration::from_secs(360))
         );
         assert_eq!(server_delay(&resp(500, &[("x-ratelimit-reset-requests", "1s")], "")), None);
+    }
+
+    #[test]
+    fn a_spent_budget_pauses_until_its_reset() {
+        let spent = resp(200, &[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "20ms")], "");
+        assert_eq!(budget_pause(&spent), Some(Duration::from_millis(20)));
+        let tokens = resp(
+            200,
+            &[
+                ("x-ratelimit-remaining-requests", "5"),
+                ("x-ratelimit-reset-requests", "1s"),
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "6m0s"),
+            ],
+            "",
+        );
+        assert_eq!(budget_pause(&tokens), Some(Duration::from_secs(360)));
+        assert_eq!(budget_pause(&resp(200, &[("x-ratelimit-remaining-requests", "3")], "")), None);
+    }
+
+    #[tokio::test]
+    async fn the_shared_pause_holds_every_request_until_it_ends() {
+        let policy = RetryPolicy::new(3).with_min_delay(Duration::from_millis(1));
+        let other = policy.clone();
+        policy.pause_for(Duration::from_millis(80));
+        let start = Instant::now();
+        other.wait_for_pause().await;
+        assert!(start.elapsed() >= Duration::from_millis(70), "{:?}", start.elapsed());
     }
 }

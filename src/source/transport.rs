@@ -100,14 +100,28 @@ impl ApiResponse {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("{request}: {message}")]
-    Network { request: String, message: String },
-    #[error("{request}: gave up after {attempts} attempts; last answer: HTTP {status} {message}")]
+    #[error("{request}: {message} (gave up after {attempts} attempt{})", plural(*.attempts))]
+    Network { request: String, message: String, attempts: u32 },
+    #[error("{request}: gave up after {attempts} attempt{}; last answer: HTTP {status} {message}", plural(*.attempts))]
     Exhausted { request: String, attempts: u32, status: u16, message: String },
     #[error("{0}")]
     ReplayMiss(String),
     #[error("recording {request}: {message}")]
     Record { request: String, message: String },
+}
+
+impl TransportError {
+    /// Attempts made before giving up (1 for errors that are not retried).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            TransportError::Network { attempts, .. } | TransportError::Exhausted { attempts, .. } => *attempts,
+            _ => 1,
+        }
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// Credentials and headers for live requests. The key is held only here and never logged.
@@ -190,9 +204,22 @@ impl Live {
             .iter()
             .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
             .collect();
-        let body = resp.bytes().await?;
+        let mut body = resp.bytes().await?;
+        if !(200..300).contains(&status) {
+            body = scrub(body, &self.credentials.api_key);
+        }
         Ok(ApiResponse { status, headers, body })
     }
+}
+
+/// Error answers are quoted in messages, warnings and the rejects file; a server (or proxy)
+/// that echoes the key back must not get it printed.
+fn scrub(body: Bytes, key: &str) -> Bytes {
+    if key.is_empty() || !body.windows(key.len()).any(|w| w == key.as_bytes()) {
+        return body;
+    }
+    let text = String::from_utf8_lossy(&body).replace(key, "<redacted>");
+    Bytes::from(text)
 }
 
 /// The three ways to reach the server.

@@ -199,3 +199,17 @@ pub fn fresh_database(name: &str) -> String {
     assert!(out.status.success(), "scripts/pg createdb {safe} failed:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).lines().last().expect("a URL").trim().to_string()
 }
+
+/// `snapshot` without the two files that legitimately differ between equivalent runs: the
+/// embedding config's creation time and engram's run marker (it names the run).
+pub fn storage(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut s = snapshot(dir);
+    s.remove(Path::new("metadata/embedding_config.json"));
+    s.remove(Path::new("_engram_run.json"));
+    s
+}
+
+/// The demo account as JSON, to edit before serving it.
+pub fn demo_account_json() -> Value {
+    serde_json::from_slice(&std::fs::read(repo_root().join("fixtures/demo/account.json")).unwrap()).unwrap()
+}

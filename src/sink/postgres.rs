@@ -1,0 +1,566 @@
+//! Engramia's PostgreSQL + pgvector database (`ENGRAMIA_STORAGE=postgres`).
+//!
+//! Patterns go into Engramia's own tables: `memory_data` (pattern JSON, `source = 'import'`,
+//! `run_id` = the record's origin, `classification`) and `memory_embeddings`, per-scope skills
+//! into the `skills/_registry` row, missing `tenants` / `projects` rows are created, and one
+//! `audit_log` row per scope records each run. engram's own bookkeeping lives in `engram_*`
+//! tables. See docs/postgres-target.md.
+//!
+//! Invariants: opening, `preflight`, `check_scopes` and `existing` never write (a dry run
+//! leaves the database byte for byte as it was, even an empty one); every batch is one
+//! transaction (pattern, embedding, registry and ledger rows commit together or not at all);
+//! Engramia's tables are never altered, and created only in a database that has none of them.
+
+mod catalog;
+mod migrate;
+mod write;
+
+use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
+use crate::record::{Scope, content_hash};
+use catalog::{CREATED_DIMENSIONS, CREATED_ENGRAMIA_TABLES, Catalog, KeyLayout, Shape};
+use indexmap::IndexMap;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+use write::ScopeCounts;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What one committed batch changed, for the in-memory state.
+#[derive(Default)]
+struct Applied {
+    /// Keys inserted (the rest of the batch was updated).
+    inserted: HashSet<String>,
+    /// The scope holding the skills registry (bare-key layout).
+    owner: Option<Scope>,
+    /// Scopes whose skills could not be registered, with how many patterns had skills.
+    blocked: Vec<(Scope, usize)>,
+}
+
+pub struct PgSink {
+    conn: PgConnection,
+    /// `host:port/db`, never the password.
+    place: String,
+    run_id: String,
+    model: String,
+    catalog: Option<Catalog>,
+    /// The `engram_runs` row of this run exists.
+    run_started: bool,
+    /// Scopes whose tenants/projects rows this run has checked or created.
+    ensured: HashSet<Scope>,
+    written: IndexMap<Scope, ScopeCounts>,
+    /// Scopes already warned about the one-registry limit.
+    warned: HashSet<Scope>,
+    /// Near-duplicates to remove, applied in the transaction of the next write.
+    removals: IndexMap<Scope, Vec<String>>,
+}
+
+/// A run id for `engram_runs` and `audit_log`: time and process id (not part of any key, so
+/// it need not be deterministic).
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("engram-{}-{:03}-{}", now.as_secs(), now.subsec_millis(), std::process::id())
+}
+
+impl PgSink {
+    /// Connects (read-only until the first write). An unreachable server is `SinkError::Io`
+    /// naming host, port and database, never the password.
+    pub async fn open(url: &str, run_id: String) -> Result<PgSink, SinkError> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| SinkError::Config(format!("target {}: not a PostgreSQL URL ({e})", crate::run::redact_url(url))))?
+            .application_name("engram");
+        let place = format!(
+            "{}:{}/{}",
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap_or(opts.get_username())
+        );
+        let unreachable = |why: String| {
+            SinkError::Io(format!(
+                "cannot connect to PostgreSQL at {place} as {}: {why}\n  Check that the server is running and that [target] url / --target names the right host, port and database. Nothing was written.",
+                opts.get_username()
+            ))
+        };
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+            Err(_) => return Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Ok(conn)) => conn,
+        };
+        Ok(PgSink {
+            conn,
+            place,
+            run_id,
+            model: String::new(),
+            catalog: None,
+            run_started: false,
+            ensured: HashSet::new(),
+            written: IndexMap::new(),
+            warned: HashSet::new(),
+            removals: IndexMap::new(),
+        })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn io(&self, what: &str, e: sqlx::Error) -> SinkError {
+        SinkError::Io(format!("{what} in PostgreSQL at {}: {e}", self.place))
+    }
+
+    async fn catalog(&mut self) -> Result<&Catalog, SinkError> {
+        if self.catalog.is_none() {
+            let cat = catalog::inspect(&mut self.conn).await.map_err(|e| self.io("reading the catalog", e))?;
+            self.catalog = Some(cat);
+        }
+        Ok(self.catalog.as_ref().expect("set above"))
+    }
+
+    /// Everything that can be wrong before the first write, as one message per problem.
+    async fn problems(&mut self, check: &Preflight) -> Result<(Vec<String>, Vec<String>), SinkError> {
+        let place = self.place.clone();
+        let cat = self.catalog().await?.clone();
+        let shape = cat.shape(&place).map_err(SinkError::Config)?;
+        let mut notes = Vec::new();
+        let mut problems = Vec::new();
+        let schema = cat.schema.clone().unwrap_or_else(|| "(none: search_path names no existing schema)".into());
+        match shape {
+            Shape::Empty => {
+                if cat.vector.installed.is_none() {
+                    if !cat.vector.available {
+                        problems.push(format!(
+                            "the PostgreSQL server of {place} has no pgvector (the `vector` extension is not available).\n  Install pgvector on the server (for a local test server: scripts/pg start), then rerun."
+                        ));
+                    } else if !(cat.superuser || (cat.vector.trusted && cat.can_create_in_db)) {
+                        problems.push(format!(
+                            "the `vector` extension is not enabled in {place}, and role {:?} may not enable it (that needs a superuser).\n  Ask an administrator to run `CREATE EXTENSION vector;` in that database, then rerun.",
+                            cat.user
+                        ));
+                    }
+                }
+                if !cat.can_create_in_schema {
+                    problems.push(format!(
+                        "role {:?} may not create tables in schema {schema} of {place} (needs CREATE on the schema).\n  Grant it (GRANT CREATE ON SCHEMA {schema} TO {:?}), use the database owner's role, or create Engramia's schema first with Engramia's own migrations.",
+                        cat.user, cat.user
+                    ));
+                }
+                if let Some(d) = check.dimensions.filter(|d| *d != CREATED_DIMENSIONS) {
+                    problems.push(dims_message(&format!(
+                        "{place} is empty, and engram would create memory_embeddings.embedding as vector({CREATED_DIMENSIONS}), the only size Engramia 0.6.6's PostgreSQL storage accepts"
+                    ), CREATED_DIMENSIONS, d, &check.model));
+                }
+                let vector = if cat.vector.installed.is_none() { "enable the vector extension and " } else { "" };
+                notes.push(format!(
+                    "{place} has no Engramia tables: the first write will {vector}create {CREATED_ENGRAMIA_TABLES} (Engramia 0.6.6's schema at head 015), and engram's {}",
+                    ledger_note()
+                ));
+            }
+            Shape::Present => {
+                let missing = catalog::missing_columns(&mut self.conn).await.map_err(|e| self.io("reading the catalog", e))?;
+                if !missing.is_empty() {
+                    problems.push(format!(
+                        "Engramia's tables in {place} predate the schema engram writes (missing column(s) {}).\n  Upgrade them with Engramia's own migrations (alembic upgrade head), then rerun.",
+                        missing.join(", ")
+                    ));
+                }
+                let Some(layout) = cat.layout else {
+                    return Err(SinkError::Config(format!(
+                        "memory_data / memory_embeddings in {place} have no unique key on (tenant_id, project_id, key) (Engramia's schema before head 009).\n  Upgrade them with Engramia's own migrations (alembic upgrade head), then rerun. Nothing was embedded or written."
+                    )));
+                };
+                match cat.dims {
+                    Some(found) => {
+                        if let Some(d) = check.dimensions.filter(|d| *d != found) {
+                            problems.push(dims_message(
+                                &format!("memory_embeddings.embedding in {place} is vector({found})"),
+                                found,
+                                d,
+                                &check.model,
+                            ));
+                        }
+                    }
+                    None => notes.push(format!("memory_embeddings.embedding in {place} has no fixed dimension")),
+                }
+                let head = cat.alembic_head.as_deref().map(|h| format!("Engramia's schema at alembic head {h}")).unwrap_or_else(|| "Engramia's tables (no alembic_version)".into());
+                notes.push(match layout {
+                    KeyLayout::BareKey => format!(
+                        "{place}: {head}, keyed by `key` alone (Engramia 0.6.x): keys are unique across scopes, and only one scope can hold the skills registry{}",
+                        cat.registry_owner.as_ref().map(|s| format!(" (held by {s})")).unwrap_or_default()
+                    ),
+                    KeyLayout::Scoped => format!("{place}: {head}, keyed by (tenant_id, project_id, key)"),
+                });
+                if !cat.has_ledger() {
+                    if !cat.can_create_in_schema {
+                        problems.push(format!(
+                            "role {:?} may not create engram's bookkeeping tables in schema {schema} of {place} (needs CREATE on the schema).\n  Grant it (GRANT CREATE ON SCHEMA {schema} TO {:?}), or run engram once as the database owner.",
+                            cat.user, cat.user
+                        ));
+                    }
+                    notes.push(format!("the first write will create engram's {}", ledger_note()));
+                }
+                let lacking = catalog::missing_privileges(&mut self.conn, &cat).await.map_err(|e| self.io("reading privileges", e))?;
+                if !lacking.is_empty() {
+                    problems.push(format!(
+                        "role {:?} lacks privileges engram needs in {place}: {}.\n  Grant them (e.g. GRANT SELECT, INSERT, UPDATE ON memory_data, memory_embeddings TO {:?}), or use the role Engramia itself connects with.",
+                        cat.user,
+                        lacking.join(", "),
+                        cat.user
+                    ));
+                }
+            }
+        }
+        Ok((notes, problems))
+    }
+
+    /// Runs engram's migrations if this database still needs them (first write only).
+    async fn ensure_schema(&mut self) -> Result<(), SinkError> {
+        let cat = self.catalog().await?.clone();
+        if !cat.needs_migration() {
+            return Ok(());
+        }
+        let place = self.place.clone();
+        cat.shape(&place).map_err(SinkError::Config)?;
+        migrate::migrator(cat.include_engramia_migration())
+            .run(&mut self.conn)
+            .await
+            .map_err(|e| SinkError::Io(format!("creating tables in PostgreSQL at {place}: {e}. Nothing else was written.")))?;
+        self.catalog = None;
+        self.catalog().await?;
+        Ok(())
+    }
+
+    /// Skills of `stored` for the hash: the scope's registry, or, where the bare-key layout
+    /// keeps this scope from holding one, what engram meant to register (its ledger).
+    fn registry_blocked(&self, scope: &Scope) -> bool {
+        self.catalog.as_ref().is_some_and(|c| {
+            c.layout == Some(KeyLayout::BareKey) && c.registry_owner.as_ref().is_some_and(|o| o != scope)
+        })
+    }
+
+    fn warn_registry(&mut self, scope: &Scope, count: usize) {
+        if !self.warned.insert(scope.clone()) {
+            return;
+        }
+        let owner = self.catalog.as_ref().and_then(|c| c.registry_owner.clone()).map(|s| s.to_string()).unwrap_or_default();
+        tracing::warn!(
+            "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there (a schema keyed by (tenant_id, project_id, key) has no such limit)",
+            self.place
+        );
+    }
+
+    /// Creates missing tenants/projects rows for scopes new to this run, then checks them.
+    async fn ensure_scopes(conn: &mut PgConnection, scopes: &[Scope]) -> Result<(), SinkError> {
+        let io = |e: sqlx::Error| SinkError::Io(format!("creating tenants/projects rows: {e}"));
+        write::insert_scopes(conn, scopes).await.map_err(io)?;
+        let problems = write::scope_problems(conn, scopes).await.map_err(io)?;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(scope_error(&problems))
+    }
+
+    /// One transaction: pending removals, scopes, patterns, embeddings, registries, ledger.
+    async fn write_batch(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
+        for e in batch {
+            if !e.record.key.starts_with("patterns/") {
+                return Err(SinkError::Io(format!("refusing to write the key {:?}: engram writes only patterns/ keys", e.record.key)));
+            }
+        }
+        self.ensure_schema().await?;
+        let cat = self.catalog().await?.clone();
+        if let Some(d) = cat.dims
+            && let Some(e) = batch.iter().find(|e| e.embedding.len() != d)
+        {
+            let msg = dims_message(
+                &format!("memory_embeddings.embedding in {} is vector({d})", self.place),
+                d,
+                e.embedding.len(),
+                &self.model,
+            );
+            return Err(SinkError::Config(format!("{msg} This batch was not written.")));
+        }
+        // Later records win within a batch (the plan never repeats a key; this is a guard,
+        // since one upsert statement cannot touch a row twice).
+        let mut unique: IndexMap<(&Scope, &str), &Embedded> = IndexMap::new();
+        for e in batch {
+            unique.insert((&e.record.scope, &e.record.key), e);
+        }
+        let items: Vec<&Embedded> = unique.into_values().collect();
+        let new_scopes: Vec<Scope> = items
+            .iter()
+            .map(|e| e.record.scope.clone())
+            .filter(|s| !self.ensured.contains(s))
+            .collect::<indexmap::IndexSet<_>>()
+            .into_iter()
+            .collect();
+        let removals = std::mem::take(&mut self.removals);
+        let applied = match self.apply(&cat, &items, &removals, &new_scopes).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.removals = removals;
+                return Err(e);
+            }
+        };
+
+        // The batch is in; only now does the in-memory state follow it.
+        self.run_started = true;
+        self.ensured.extend(new_scopes);
+        if let Some(c) = self.catalog.as_mut() {
+            c.registry_owner = applied.owner;
+        }
+        for (scope, keys) in &removals {
+            self.written.entry(scope.clone()).or_default().replaced += keys.len();
+        }
+        for e in &items {
+            let counts = self.written.entry(e.record.scope.clone()).or_default();
+            if applied.inserted.contains(&e.record.key) {
+                counts.created += 1;
+            } else {
+                counts.updated += 1;
+            }
+        }
+        for (scope, n) in applied.blocked {
+            self.warn_registry(&scope, n);
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &mut self,
+        cat: &Catalog,
+        items: &[&Embedded],
+        removals: &IndexMap<Scope, Vec<String>>,
+        new_scopes: &[Scope],
+    ) -> Result<Applied, SinkError> {
+        let place = self.place.clone();
+        let io = |what: &str, e: sqlx::Error| SinkError::Io(format!("{what} in PostgreSQL at {place}: {e}. This batch was rolled back."));
+        let bare = cat.layout == Some(KeyLayout::BareKey);
+        let mut applied = Applied { owner: cat.registry_owner.clone(), ..Default::default() };
+
+        let mut tx = self.conn.begin().await.map_err(|e| io("starting a transaction", e))?;
+        if !self.run_started {
+            write::start_run(&mut tx, &self.run_id).await.map_err(|e| io("recording the run", e))?;
+        }
+        for (scope, keys) in removals {
+            write::delete_patterns(&mut tx, scope, keys, cat.has_ledger()).await.map_err(|e| io("removing replaced patterns", e))?;
+        }
+        if !new_scopes.is_empty() {
+            Self::ensure_scopes(&mut tx, new_scopes).await?;
+        }
+        if !items.is_empty() {
+            applied.inserted = write::upsert_patterns(&mut tx, items)
+                .await
+                .map_err(|e| key_clash(&place, e).unwrap_or_else(|e| io("writing patterns", e)))?
+                .into_iter()
+                .collect();
+        }
+        // Registry entries: removed keys unregister, written keys get their skills.
+        let mut by_scope: IndexMap<&Scope, Vec<(&str, &[String])>> = IndexMap::new();
+        for (scope, keys) in removals {
+            by_scope.entry(scope).or_default().extend(keys.iter().map(|k| (k.as_str(), &[] as &[String])));
+        }
+        for e in items {
+            by_scope.entry(&e.record.scope).or_default().push((e.record.key.as_str(), e.record.skills.as_slice()));
+        }
+        for (scope, entries) in &by_scope {
+            if bare && applied.owner.as_ref().is_some_and(|o| o != *scope) {
+                let with_skills = entries.iter().filter(|(_, s)| !s.is_empty()).count();
+                if with_skills > 0 {
+                    applied.blocked.push(((*scope).clone(), with_skills));
+                }
+                continue;
+            }
+            let wrote = write::update_registry(&mut tx, scope, entries).await.map_err(|e| io("writing the skills registry", e))?;
+            if wrote && bare && applied.owner.is_none() {
+                applied.owner = Some((*scope).clone());
+            }
+        }
+        if !items.is_empty() {
+            write::upsert_ledger(&mut tx, &self.run_id, items).await.map_err(|e| io("writing engram_records", e))?;
+        }
+        tx.commit().await.map_err(|e| io("committing", e))?;
+        Ok(applied)
+    }
+}
+
+fn ledger_note() -> String {
+    format!(
+        "bookkeeping tables {} (migrations tracked in {})",
+        catalog::LEDGER_TABLES.join(", "),
+        catalog::MIGRATIONS_TABLE
+    )
+}
+
+fn dims_message(what: &str, found: usize, wanted: usize, model: &str) -> String {
+    format!(
+        "{what}, but {model} gives {wanted}-dimensional embeddings.\n  Ways out: set [embedding] dimensions = {found} in mapping.toml (text-embedding-3-* models can shorten their vectors), or use a model that gives {found} dimensions (e.g. text-embedding-3-small)."
+    )
+}
+
+fn scope_error(problems: &[write::ScopeProblem]) -> SinkError {
+    let lines: Vec<String> = problems.iter().map(|p| format!("scope {}: {}", p.scope, p.message)).collect();
+    SinkError::Config(format!(
+        "{}\n  Choose another tenant or [scope] project template, or restore the project in Engramia. Nothing of these scopes was written.",
+        lines.join("\n")
+    ))
+}
+
+impl Sink for PgSink {
+    fn describe(&self) -> String {
+        format!("PostgreSQL {}", self.place)
+    }
+
+    async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError> {
+        self.model = check.model.clone();
+        self.catalog = None;
+        let (notes, problems) = self.problems(check).await?;
+        if problems.is_empty() {
+            return Ok(notes);
+        }
+        let mut msg = match problems.as_slice() {
+            [one] => one.clone(),
+            many => format!(
+                "{} cannot take this migration ({} problems):\n- {}",
+                self.describe(),
+                many.len(),
+                many.join("\n- ")
+            ),
+        };
+        msg.push_str("\n  Nothing was embedded or written.");
+        Err(SinkError::Config(msg))
+    }
+
+    async fn check_scopes(&mut self, scopes: &[Scope]) -> Result<(), SinkError> {
+        if scopes.is_empty() || !self.catalog().await?.has("projects") {
+            return Ok(());
+        }
+        let problems = write::scope_problems(&mut self.conn, scopes).await.map_err(|e| self.io("checking scopes", e))?;
+        if problems.is_empty() { Ok(()) } else { Err(scope_error(&problems)) }
+    }
+
+    async fn existing(&mut self, scope: &Scope, keys: &[String]) -> Result<HashMap<String, Existing>, SinkError> {
+        let cat = self.catalog().await?;
+        let (Some(layout), true) = (cat.layout, cat.has("memory_data")) else {
+            // An empty database holds nothing yet.
+            return Ok(HashMap::new());
+        };
+        let ledger = cat.has_ledger();
+        let rows = write::stored(&mut self.conn, layout, ledger, scope, keys).await.map_err(|e| self.io("reading patterns", e))?;
+        let blocked = self.registry_blocked(scope);
+        let mut out = HashMap::new();
+        let mut elsewhere = Vec::new();
+        let mut kept_aside = 0;
+        for row in rows {
+            if &row.scope != scope {
+                elsewhere.push(format!("{} (in scope {})", row.key, row.scope));
+                continue;
+            }
+            let skills = if blocked {
+                write::parse_skills(row.ledger_skills.as_deref())
+            } else {
+                write::parse_skills(row.registry_skills.as_deref())
+            };
+            kept_aside += usize::from(blocked && !skills.is_empty());
+            // Through serde_json::Value, so json text formatting and key order do not matter.
+            let pattern: Value = serde_json::from_str(&row.data)
+                .map_err(|e| SinkError::Io(format!("{}: memory_data.data of {} is not JSON ({e})", self.place, row.key)))?;
+            out.insert(row.key, Existing { hash: content_hash(&pattern, &skills), has_embedding: row.has_embedding });
+        }
+        if kept_aside > 0 {
+            self.warn_registry(scope, kept_aside);
+        }
+        if !elsewhere.is_empty() {
+            return Err(SinkError::Io(format!(
+                "{}: {} key(s) of scope {scope} are already stored under another scope: {}.\n  Engramia 0.6.x keys memory_data by `key` alone, so a key can live in one scope only. Was [scope] changed since an earlier run? Restore it, or delete those patterns in Engramia first.",
+                self.place,
+                elsewhere.len(),
+                elsewhere.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(out)
+    }
+
+    async fn write(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
+        if batch.is_empty() && self.removals.is_empty() {
+            return Ok(());
+        }
+        self.write_batch(batch).await
+    }
+
+    async fn scope_patterns(&mut self, scope: &Scope) -> Result<Vec<StoredPattern>, SinkError> {
+        if !self.catalog().await?.has("memory_data") {
+            return Ok(Vec::new());
+        }
+        let rows = write::scope_patterns(&mut self.conn, scope).await.map_err(|e| self.io("reading patterns", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, task, score)| {
+                Some(StoredPattern { key, task: task?, success_score: score.and_then(|s| s.parse().ok()).unwrap_or(0.0) })
+            })
+            .collect())
+    }
+
+    async fn remove(&mut self, scope: &Scope, keys: &[String]) -> Result<(), SinkError> {
+        if let Some(k) = keys.iter().find(|k| !k.starts_with("patterns/")) {
+            return Err(SinkError::Io(format!("refusing to remove the key {k:?}: engram removes only patterns/ keys")));
+        }
+        self.removals.entry(scope.clone()).or_default().extend(keys.iter().cloned());
+        Ok(())
+    }
+
+    async fn previous_run(&mut self) -> Result<Option<PreviousRun>, SinkError> {
+        if !self.catalog().await?.has("engram_runs") {
+            return Ok(None);
+        }
+        let row = write::unfinished_run(&mut self.conn).await.map_err(|e| self.io("reading engram_runs", e))?;
+        Ok(row.map(|(run_id, batches, records, last_thread)| PreviousRun {
+            run_id,
+            batches: batches.max(0) as u64,
+            records: records.max(0) as u64,
+            last_thread,
+        }))
+    }
+
+    async fn mark_progress(&mut self, p: &RunProgress) -> Result<(), SinkError> {
+        if !self.run_started {
+            return Ok(());
+        }
+        let (batches, records) = (p.batches as i64, p.records as i64);
+        write::mark_progress(&mut self.conn, &self.run_id, batches, records, p.last_thread.as_deref())
+            .await
+            .map_err(|e| self.io("recording progress in engram_runs", e))
+    }
+
+    async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {
+        if !self.removals.is_empty() {
+            self.write_batch(&[]).await?;
+        }
+        if !self.catalog().await?.has_ledger() {
+            return Ok(());
+        }
+        let place = self.place.clone();
+        let io = |e: sqlx::Error| SinkError::Io(format!("recording the run in PostgreSQL at {place}: {e} (the patterns themselves are written)"));
+        let mut tx = self.conn.begin().await.map_err(io)?;
+        if run.wrote_anything && !self.written.is_empty() {
+            write::finish_run(&mut tx, &self.run_id, &run.source, &self.written).await.map_err(io)?;
+        }
+        // This run did (or found done) whatever an earlier, killed run had left.
+        write::complete_earlier_runs(&mut tx, &self.run_id).await.map_err(io)?;
+        tx.commit().await.map_err(io)?;
+        Ok(())
+    }
+}
+
+/// With the bare-key layout, a key held by another scope fails on the `key` primary key.
+fn key_clash(place: &str, e: sqlx::Error) -> Result<SinkError, sqlx::Error> {
+    let clash = e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23505") && d.constraint().is_some_and(|c| c.ends_with("_pkey")));
+    if !clash {
+        return Err(e);
+    }
+    Ok(SinkError::Io(format!(
+        "{place}: a key of this batch is already stored under another scope ({e}); Engramia 0.6.x keys memory_data by `key` alone. This batch was rolled back."
+    )))
+}

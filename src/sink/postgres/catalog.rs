@@ -1,0 +1,295 @@
+//! Read-only inspection of the target database: which of Engramia's and engram's tables exist,
+//! the key layout of `memory_data` / `memory_embeddings`, the embedding column's dimension, the
+//! `vector` extension, and what the connected role may do. Nothing here writes.
+
+use crate::record::Scope;
+use sqlx::{PgConnection, Row};
+use std::collections::BTreeSet;
+
+/// Engramia's tables engram writes into (or creates, all together, in an empty database).
+pub const ENGRAMIA_TABLES: [&str; 5] = ["memory_data", "memory_embeddings", "tenants", "projects", "audit_log"];
+/// Everything `migrations/0001_engramia_tables.sql` creates, for messages.
+pub const CREATED_ENGRAMIA_TABLES: &str = "memory_data, memory_embeddings (vector(1536), HNSW index), tenants, projects, api_keys, audit_log";
+/// engram's own tables (`migrations/0002_engram_ledger.sql`) and sqlx's tracking table.
+pub const LEDGER_TABLES: [&str; 2] = ["engram_runs", "engram_records"];
+pub const MIGRATIONS_TABLE: &str = "engram_migrations";
+/// The embedding size `0001_engramia_tables.sql` creates: Engramia 0.6.6's PostgresStorage
+/// accepts no other (its `embedding_dim` is 1536).
+pub const CREATED_DIMENSIONS: usize = 1536;
+/// Engramia's skills registry key, one per scope (`engramia/core/skill_registry.py`).
+pub const REGISTRY_KEY: &str = "skills/_registry";
+
+/// How `memory_data` and `memory_embeddings` are keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// Engramia 0.6.x up to head 015: PRIMARY KEY (key) plus UNIQUE (tenant_id, project_id, key).
+    /// A key is unique across all scopes, and so is the one `skills/_registry` row.
+    BareKey,
+    /// Later heads: PRIMARY KEY (tenant_id, project_id, key).
+    Scoped,
+}
+
+/// The `vector` extension as the server offers it.
+#[derive(Debug, Clone, Default)]
+pub struct VectorExt {
+    pub installed: Option<String>,
+    pub available: bool,
+    pub trusted: bool,
+}
+
+/// What preflight found. `layout`, `dims` and `registry_owner` are only known when Engramia's
+/// tables exist.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub user: String,
+    pub superuser: bool,
+    pub schema: Option<String>,
+    pub present: BTreeSet<String>,
+    pub alembic_head: Option<String>,
+    pub vector: VectorExt,
+    pub can_create_in_db: bool,
+    pub can_create_in_schema: bool,
+    pub layout: Option<KeyLayout>,
+    pub dims: Option<usize>,
+    /// engram migrations already applied (versions), from `engram_migrations`.
+    pub applied: Vec<i64>,
+    /// With the bare-key layout: the scope whose `skills/_registry` row exists, if any.
+    pub registry_owner: Option<Scope>,
+}
+
+/// Whether Engramia's tables are there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// None of Engramia's tables: engram creates them on the first write.
+    Empty,
+    /// All of them.
+    Present,
+}
+
+impl Catalog {
+    pub fn has(&self, table: &str) -> bool {
+        self.present.contains(table)
+    }
+
+    pub fn has_ledger(&self) -> bool {
+        LEDGER_TABLES.iter().all(|t| self.has(t))
+    }
+
+    /// Empty or present; a partial schema is a configuration error.
+    pub fn shape(&self, place: &str) -> Result<Shape, String> {
+        let missing: Vec<&str> = ENGRAMIA_TABLES.iter().copied().filter(|t| !self.has(t)).collect();
+        if missing.is_empty() {
+            return Ok(Shape::Present);
+        }
+        if let Some(head) = &self.alembic_head {
+            return Err(format!(
+                "{place} holds Engramia's schema at alembic head {head}, but without the table(s) {}.\n  Bring it up to date with Engramia's own migrations (alembic upgrade head), then rerun. Nothing was written.",
+                missing.join(", ")
+            ));
+        }
+        if missing.len() == ENGRAMIA_TABLES.len() {
+            return Ok(Shape::Empty);
+        }
+        Err(format!(
+            "{place} has some of Engramia's tables but not {}; engram creates them only in a database that has none of them.\n  Create Engramia's schema with its own migrations (alembic upgrade head), or point --target at an empty database. Nothing was written.",
+            missing.join(", ")
+        ))
+    }
+
+    /// The engram migrations to hand to the migrator: the Engramia tables only where engram
+    /// created them (an empty database now, or applied before), the ledger always.
+    pub fn include_engramia_migration(&self) -> bool {
+        self.applied.contains(&1) || ENGRAMIA_TABLES.iter().all(|t| !self.has(t))
+    }
+
+    /// True when the first write must run migrations (create tables, the extension, or both).
+    pub fn needs_migration(&self) -> bool {
+        let latest_ledger = self.applied.contains(&2) && self.has_ledger();
+        !latest_ledger || (self.include_engramia_migration() && !self.applied.contains(&1))
+    }
+}
+
+type Sql = sqlx::Error;
+
+/// Reads everything preflight needs, in a handful of catalog queries.
+pub async fn inspect(conn: &mut PgConnection) -> Result<Catalog, Sql> {
+    let row = sqlx::query(
+        "SELECT current_user::text, current_schema()::text, \
+                COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), \
+                has_database_privilege(current_database(), 'CREATE'), \
+                COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false), \
+                (SELECT extversion::text FROM pg_extension WHERE extname = 'vector'), \
+                EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector'), \
+                COALESCE((SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = 'vector'), false)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut cat = Catalog {
+        user: row.try_get(0)?,
+        schema: row.try_get(1)?,
+        superuser: row.try_get(2)?,
+        can_create_in_db: row.try_get(3)?,
+        can_create_in_schema: row.try_get(4)?,
+        vector: VectorExt { installed: row.try_get(5)?, available: row.try_get(6)?, trusted: row.try_get(7)? },
+        present: BTreeSet::new(),
+        alembic_head: None,
+        layout: None,
+        dims: None,
+        applied: Vec::new(),
+        registry_owner: None,
+    };
+
+    let mut names: Vec<&str> = ENGRAMIA_TABLES.to_vec();
+    names.extend(LEDGER_TABLES);
+    names.extend(["alembic_version", "api_keys", MIGRATIONS_TABLE]);
+    let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+    cat.present = sqlx::query_scalar("SELECT n FROM UNNEST($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL")
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+
+    if cat.has("alembic_version") {
+        // Read-only nicety for messages; a role that may not read it still migrates.
+        cat.alembic_head = sqlx::query_scalar::<_, String>("SELECT version_num::text FROM alembic_version LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .ok()
+            .flatten()
+            .or(Some("unknown".into()));
+    }
+    if cat.has(MIGRATIONS_TABLE) {
+        cat.applied = sqlx::query_scalar("SELECT version FROM engram_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?;
+    }
+    if cat.has("memory_embeddings") {
+        let ty: Option<String> = sqlx::query_scalar(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'memory_embeddings'::regclass AND attname = 'embedding' AND NOT attisdropped",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        cat.dims = ty.as_deref().and_then(parse_vector_dims);
+    }
+    if cat.has("memory_data") && cat.has("memory_embeddings") {
+        cat.layout = key_layout(conn).await?;
+        if cat.layout == Some(KeyLayout::BareKey) {
+            let owner: Option<(String, String)> = sqlx::query_as(
+                "SELECT tenant_id, project_id FROM memory_data WHERE key = $1 ORDER BY tenant_id, project_id LIMIT 1",
+            )
+            .bind(REGISTRY_KEY)
+            .fetch_optional(&mut *conn)
+            .await?;
+            cat.registry_owner = owner.map(|(t, p)| Scope::new(t, p));
+        }
+    }
+    Ok(cat)
+}
+
+/// `vector(1536)` -> 1536; `vector` without a size -> None.
+pub fn parse_vector_dims(ty: &str) -> Option<usize> {
+    let inner = ty.rsplit_once("vector(")?.1.strip_suffix(')')?;
+    inner.parse().ok()
+}
+
+/// The layout from the unique indexes of both tables; None when either has no unique key on
+/// (tenant_id, project_id, key), the upsert target Engramia itself uses (head 009 and later).
+async fn key_layout(conn: &mut PgConnection) -> Result<Option<KeyLayout>, Sql> {
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT c.relname::text, array_agg(a.attname::text ORDER BY a.attname) \
+         FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indrelid \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+         WHERE i.indrelid IN ('memory_data'::regclass, 'memory_embeddings'::regclass) \
+           AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+         GROUP BY c.relname, i.indexrelid",
+    )
+    .fetch_all(conn)
+    .await?;
+    let has = |table: &str, cols: &[&str]| rows.iter().any(|(t, c)| t == table && c.iter().map(String::as_str).eq(cols.iter().copied()));
+    let scoped = ["key", "project_id", "tenant_id"];
+    if !has("memory_data", &scoped) || !has("memory_embeddings", &scoped) {
+        return Ok(None);
+    }
+    let bare = has("memory_data", &["key"]) || has("memory_embeddings", &["key"]);
+    Ok(Some(if bare { KeyLayout::BareKey } else { KeyLayout::Scoped }))
+}
+
+/// Columns engram writes or reads, per Engramia table; a table without them predates the
+/// head engram targets.
+const NEEDED_COLUMNS: [(&str, &[&str]); 5] = [
+    ("memory_data", &["key", "data", "updated_at", "tenant_id", "project_id", "classification", "source", "run_id"]),
+    ("memory_embeddings", &["key", "embedding", "tenant_id", "project_id"]),
+    ("tenants", &["id", "name"]),
+    ("projects", &["id", "tenant_id", "name"]),
+    ("audit_log", &["tenant_id", "project_id", "action", "resource_type", "resource_id", "detail"]),
+];
+
+/// "memory_data.source" for every needed column that is missing.
+pub async fn missing_columns(conn: &mut PgConnection) -> Result<Vec<String>, Sql> {
+    let (tables, columns): (Vec<String>, Vec<String>) = NEEDED_COLUMNS
+        .iter()
+        .flat_map(|(t, cols)| cols.iter().map(move |c| (t.to_string(), c.to_string())))
+        .unzip();
+    sqlx::query_scalar(
+        "SELECT u.t || '.' || u.c FROM UNNEST($1::text[], $2::text[]) AS u(t, c) \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(u.t) \
+                           AND a.attname = u.c AND a.attnum > 0 AND NOT a.attisdropped)",
+    )
+    .bind(tables)
+    .bind(columns)
+    .fetch_all(conn)
+    .await
+}
+
+/// "INSERT on memory_data" for every privilege the role lacks on existing tables.
+pub async fn missing_privileges(conn: &mut PgConnection, cat: &Catalog) -> Result<Vec<String>, Sql> {
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    for t in ["memory_data", "memory_embeddings"] {
+        wanted.extend(["SELECT", "INSERT", "UPDATE"].map(|p| (t, p)));
+    }
+    for t in ["tenants", "projects"] {
+        wanted.extend(["SELECT", "INSERT"].map(|p| (t, p)));
+    }
+    wanted.push(("audit_log", "INSERT"));
+    for t in LEDGER_TABLES {
+        wanted.extend(["SELECT", "INSERT", "UPDATE"].map(|p| (t, p)));
+    }
+    wanted.extend(["SELECT", "INSERT", "UPDATE"].map(|p| (MIGRATIONS_TABLE, p)));
+    let (tables, privs): (Vec<String>, Vec<String>) =
+        wanted.into_iter().filter(|(t, _)| cat.has(t)).map(|(t, p)| (t.to_string(), p.to_string())).unzip();
+    let mut missing: Vec<String> = sqlx::query_scalar(
+        "SELECT u.p || ' on ' || u.t FROM UNNEST($1::text[], $2::text[]) AS u(t, p) \
+         WHERE NOT has_table_privilege(u.t, u.p)",
+    )
+    .bind(tables)
+    .bind(privs)
+    .fetch_all(&mut *conn)
+    .await?;
+    if cat.has("audit_log") {
+        let seq_ok: Option<bool> = sqlx::query_scalar(
+            "SELECT has_sequence_privilege(s, 'USAGE') FROM pg_get_serial_sequence('audit_log', 'id') AS s WHERE s IS NOT NULL",
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if seq_ok == Some(false) {
+            missing.push("USAGE on the sequence of audit_log.id".into());
+        }
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_dims() {
+        assert_eq!(parse_vector_dims("vector(1536)"), Some(1536));
+        assert_eq!(parse_vector_dims("public.vector(384)"), Some(384));
+        assert_eq!(parse_vector_dims("vector"), None);
+        assert_eq!(parse_vector_dims("text"), None);
+    }
+}

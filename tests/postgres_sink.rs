@@ -1,0 +1,365 @@
+//! `engram migrate` into PostgreSQL + pgvector, end to end: the demo account from the stand-in
+//! server into a database that holds Engramia's own schema (made by Engramia's alembic
+//! migrations) and into an empty one, read back the way Engramia recalls; reruns; and every way
+//! a target can be refused before anything is embedded or written.
+//!
+//! Needs ENGRAM_TEST_PG and ENGRAM_TEST_PYTHON (scripts/test sets both); fails without them.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const DOCS: &str = "Docs Assistant";
+const SUPPORT: &str = "Support Bot";
+const WEATHER: &str = "Weather Helper";
+/// A demo user turn (thread_egExQ1BJoynbv6IWPmbb8fVQ) and a paraphrase of it.
+const ROTATE_TURN: &str = "How do I rotate our production API key without downtime?";
+const ROTATE_QUESTION: &str = "how can we rotate the production API key with no downtime";
+
+// ------------------------------------------------------------------- helpers
+
+/// Runs SQL against `url` on a private runtime (the tests are synchronous: the stand-in
+/// server has its own runtime).
+fn db<T>(url: &str, f: impl AsyncFnOnce(&mut PgConnection) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = PgConnection::connect(url).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        f(&mut c).await
+    })
+}
+
+fn exec(url: &str, sql: &str) {
+    let sql = sql.to_string();
+    db(url, async move |c| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    })
+}
+
+fn count(url: &str, sql: &'static str) -> i64 {
+    db(url, async |c| sqlx::query_scalar::<_, i64>(sql).fetch_one(c).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+fn strings(url: &str, sql: &'static str) -> Vec<String> {
+    db(url, async |c| sqlx::query_scalar::<_, String>(sql).fetch_all(c).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+fn tables(url: &str) -> Vec<String> {
+    strings(url, "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+}
+
+fn patterns(url: &str) -> i64 {
+    count(url, "SELECT count(*) FROM memory_data WHERE key LIKE 'patterns/%'")
+}
+
+fn embeddings(url: &str) -> i64 {
+    count(url, "SELECT count(*) FROM memory_embeddings")
+}
+
+/// Engramia 0.6.6's schema at head 015, made by its own alembic migrations.
+fn engramia_schema(url: &str) {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/engramia_schema.py"))
+        .args(["--url", url])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "engramia_schema.py failed:\n{}", text(&out));
+}
+
+fn migrate(ws: &Workspace, target: &str, extra: &[&str]) -> Output {
+    run(engram().arg("migrate").arg("--config").arg(ws.mapping()).arg("--target").arg(target).args(extra))
+}
+
+/// Sum of the report's patterns (everything but skips), over all scopes.
+fn report_patterns(report: &Value) -> i64 {
+    report["scopes"].as_array().unwrap().iter().map(|s| s["patterns"].as_i64().unwrap()).sum()
+}
+
+fn scope<'a>(report: &'a Value, project: &str) -> &'a Value {
+    report["scopes"].as_array().unwrap().iter().find(|s| s["project"] == project).unwrap_or_else(|| panic!("no scope {project}"))
+}
+
+fn recall(server: &Server, url: &str, project: &str, question: &str) -> Value {
+    readback("engramia_pg_recall.py", &server.base_url, &["--url", url, "--tenant", "acme", "--project", project, "--question", question])
+}
+
+/// Engramia 0.6.6's own SkillRegistry over its PostgresStorage (whose load/save work in 0.6.6;
+/// only its vector search is broken): the keys registered under `skill` in a scope.
+fn engramia_find_by_skills(url: &str, project: &str, skill: &str) -> Vec<String> {
+    const SCRIPT: &str = r#"
+import json, sys
+from engramia.providers.postgres import PostgresStorage
+from engramia.core.skill_registry import SkillRegistry
+from engramia._context import set_scope
+from engramia.types import Scope
+url, project, skill = sys.argv[1:4]
+storage = PostgresStorage(database_url="postgresql+psycopg2://" + url.split("://", 1)[1])
+set_scope(Scope(tenant_id="acme", project_id=project))
+print(json.dumps(SkillRegistry(storage).find_by_skills([skill])))
+"#;
+    let out = Command::new(python()).args(["-c", SCRIPT, url, project, skill]).output().expect("python runs");
+    assert!(out.status.success(), "find_by_skills failed:\n{}", text(&out));
+    serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+}
+
+/// The full demo migration into `url`, then the checks both starting points share: counts
+/// equal the report, Engramia recalls a paraphrased user question, a rerun adds nothing.
+fn migrate_demo_and_recall(url: &str) -> (Server, Value) {
+    let server = Server::demo();
+    let ws = Workspace::demo(&server.base_url);
+    let report = migrate_ok(&ws, Path::new(url), &[]);
+    let total = report_patterns(&report);
+    assert!(total > 0, "the demo produced no patterns: {report:#}");
+    assert_eq!(patterns(url), total, "memory_data rows vs the report's patterns");
+    assert_eq!(embeddings(url), total, "memory_embeddings rows vs the report's patterns");
+
+    let found = recall(&server, url, DOCS, ROTATE_QUESTION);
+    assert_eq!(found["matches"][0]["task"], ROTATE_TURN, "{found:#}");
+    assert_eq!(found["invalid"], json!([]), "{found:#}");
+    assert_eq!(found["missing"], json!([]), "{found:#}");
+    for project in [DOCS, SUPPORT, WEATHER] {
+        let r = recall(&server, url, project, "where is my order");
+        let n = scope(&report, project)["patterns"].as_i64().unwrap();
+        assert_eq!((r["pattern_count"].as_i64(), r["embedding_count"].as_i64()), (Some(n), Some(n)), "{project}: {r:#}");
+        assert_eq!((&r["invalid"], &r["missing"]), (&json!([]), &json!([])), "{project}: {r:#}");
+    }
+
+    // What engram writes beside the pattern JSON.
+    assert_eq!(count(url, "SELECT count(*) FROM memory_data WHERE key LIKE 'patterns/%' AND source IS DISTINCT FROM 'import'"), 0);
+    assert_eq!(
+        count(url, "SELECT count(*) FROM memory_data WHERE key LIKE 'patterns/%' AND run_id NOT LIKE 'openai-thread:thread\\_%' AND run_id NOT LIKE 'openai-assistant:asst\\_%'"),
+        0
+    );
+    assert_eq!(strings(url, "SELECT id FROM tenants WHERE id = 'acme'"), ["acme"]);
+    assert_eq!(
+        strings(url, "SELECT id FROM projects WHERE tenant_id = 'acme' ORDER BY id"),
+        [DOCS, SUPPORT, WEATHER]
+    );
+    assert_eq!(count(url, "SELECT count(*) FROM audit_log WHERE action = 'import'"), 3, "one audit row per scope");
+    let detail: Value = serde_json::from_str(
+        &strings(url, "SELECT detail::text FROM audit_log WHERE action = 'import' AND project_id = 'Docs Assistant'")[0],
+    )
+    .unwrap();
+    assert_eq!(detail["engram_run_id"], report["run_id"], "{detail}");
+    assert_eq!(detail["created"], scope(&report, DOCS)["create"], "{detail}");
+    assert_eq!(count(url, "SELECT count(*) FROM engram_records"), total);
+    assert_eq!(count(url, "SELECT count(*) FROM engram_runs WHERE finished_at IS NOT NULL"), 1);
+
+    // A rerun: every record unchanged, no row added, nothing embedded.
+    let requests = server.stats().embedding_requests;
+    let before = (patterns(url), embeddings(url), count(url, "SELECT count(*) FROM audit_log"), count(url, "SELECT count(*) FROM engram_runs"));
+    let again = migrate_ok(&ws, Path::new(url), &[]);
+    for s in again["scopes"].as_array().unwrap() {
+        assert_eq!((s["create"].as_i64(), s["update"].as_i64()), (Some(0), Some(0)), "{s}");
+        assert_eq!(s["unchanged"], s["patterns"], "{s}");
+    }
+    assert_eq!(report_patterns(&again), total);
+    let after = (patterns(url), embeddings(url), count(url, "SELECT count(*) FROM audit_log"), count(url, "SELECT count(*) FROM engram_runs"));
+    assert_eq!(after, before, "(patterns, embeddings, audit rows, runs) after the rerun");
+    assert_eq!(server.stats().embedding_requests, requests, "the rerun embedded something");
+    (server, report)
+}
+
+// ------------------------------------------------------------------- end to end
+
+/// (a) Into a database with Engramia 0.6.6's own schema (head 015, bare `key` primary keys).
+#[test]
+fn demo_into_engramia_schema_is_recalled() {
+    let url = fresh_database("pg_e2e_engramia_015");
+    engramia_schema(&url);
+    let before = tables(&url);
+    migrate_demo_and_recall(&url);
+    // engram added its own tables and touched no other table definition.
+    let added: Vec<String> = tables(&url).into_iter().filter(|t| !before.contains(t)).collect();
+    assert_eq!(added, ["engram_migrations", "engram_records", "engram_runs"]);
+    assert_eq!(strings(&url, "SELECT version_num::text FROM alembic_version"), ["015"]);
+
+    // Skills: with bare keys one scope holds the registry (Support Bot, the first written) and
+    // Engramia itself finds its skills there; Weather Helper's are kept in engram_records.
+    assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry'"), [SUPPORT]);
+    assert!(!engramia_find_by_skills(&url, SUPPORT, "get_order_status").is_empty());
+    assert!(engramia_find_by_skills(&url, WEATHER, "get_weather").is_empty());
+    assert!(count(&url, "SELECT count(*) FROM engram_records WHERE project_id = 'Weather Helper' AND skills ? 'get_weather'") > 0);
+}
+
+/// (b) Into an empty database: engram enables pgvector and creates Engramia's tables.
+#[test]
+fn demo_into_empty_database_is_recalled() {
+    let url = fresh_database("pg_e2e_empty");
+    assert!(tables(&url).is_empty());
+    migrate_demo_and_recall(&url);
+    assert_eq!(
+        tables(&url),
+        ["api_keys", "audit_log", "engram_migrations", "engram_records", "engram_runs", "memory_data", "memory_embeddings", "projects", "tenants"]
+    );
+}
+
+/// The tables engram creates are Engramia 0.6.6's, column for column, key for key, index for
+/// index (compared with a database migrated by Engramia's own alembic).
+#[test]
+fn empty_database_gets_engramias_exact_tables() {
+    let ours = fresh_database("pg_exact_ours");
+    let theirs = fresh_database("pg_exact_theirs");
+    engramia_schema(&theirs);
+    let server = Server::demo();
+    let ws = Workspace::demo(&server.base_url);
+    migrate_ok(&ws, Path::new(&ours), &[]);
+    const COLUMNS: &str = "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-') \
+        FROM information_schema.columns WHERE table_schema = 'public' \
+        AND table_name IN ('memory_data', 'memory_embeddings', 'tenants', 'projects', 'api_keys', 'audit_log') ORDER BY 1";
+    const INDEXES: &str = "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' \
+        AND tablename IN ('memory_data', 'memory_embeddings', 'tenants', 'projects', 'api_keys', 'audit_log') ORDER BY 1";
+    const CONSTRAINTS: &str = "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+        WHERE conrelid::regclass::text IN ('memory_data', 'memory_embeddings', 'tenants', 'projects', 'api_keys', 'audit_log') ORDER BY 1";
+    const VECTOR: &str = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'memory_embeddings'::regclass AND attname = 'embedding'";
+    for sql in [COLUMNS, INDEXES, CONSTRAINTS, VECTOR] {
+        assert_eq!(strings(&ours, sql), strings(&theirs, sql), "{sql}");
+    }
+    assert!(strings(&ours, INDEXES).iter().any(|i| i.contains("USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')")));
+    assert!(!tables(&ours).contains(&"alembic_version".to_string()));
+}
+
+/// Engramia schemas keyed by (tenant_id, project_id, key) (later heads): every scope keeps its
+/// own skills registry, and Engramia finds the skills in each.
+#[test]
+fn scoped_key_layout_keeps_a_registry_per_scope() {
+    let url = fresh_database("pg_e2e_scoped");
+    engramia_schema(&url);
+    exec(
+        &url,
+        "ALTER TABLE memory_data DROP CONSTRAINT brain_data_pkey, DROP CONSTRAINT uq_memory_data_scope_key,
+             ADD CONSTRAINT memory_data_pkey PRIMARY KEY (tenant_id, project_id, key);
+         ALTER TABLE memory_embeddings DROP CONSTRAINT brain_embeddings_pkey, DROP CONSTRAINT uq_memory_embeddings_scope_key,
+             ADD CONSTRAINT memory_embeddings_pkey PRIMARY KEY (tenant_id, project_id, key);",
+    );
+    let server = Server::demo();
+    let ws = Workspace::demo(&server.base_url);
+    let out = migrate(&ws, &url, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("skills registry"), "{}", text(&out));
+    assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry' ORDER BY 1"), [SUPPORT, WEATHER]);
+    assert!(!engramia_find_by_skills(&url, SUPPORT, "get_order_status").is_empty());
+    assert!(!engramia_find_by_skills(&url, WEATHER, "get_weather").is_empty());
+    let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!(found["matches"][0]["task"], ROTATE_TURN, "{found:#}");
+}
+
+/// `--dry-run` on an empty database: the plan of the real run, and nothing at all written
+/// (no extension, no tables, no ledger), nothing embedded.
+#[test]
+fn dry_run_writes_nothing_to_an_empty_database() {
+    let url = fresh_database("pg_dry_run");
+    let server = Server::demo();
+    let ws = Workspace::demo(&server.base_url);
+    let plan = migrate_ok(&ws, Path::new(&url), &["--dry-run"]);
+    assert!(tables(&url).is_empty(), "{:?}", tables(&url));
+    assert_eq!(count(&url, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'"), 0);
+    assert_eq!(server.stats().embedding_requests, 0);
+    let done = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(plan["scopes"], done["scopes"], "the dry run's plan differs from the real run");
+}
+
+// ------------------------------------------------------------------- refused targets
+
+/// Runs the demo migration against a target that must be refused; returns stderr after
+/// checking the exit code and that the stand-in saw no embedding request.
+fn refused(url: &str, model: &str, code: i32) -> String {
+    let server = Server::demo();
+    let ws = Workspace::new(
+        &server.base_url,
+        "",
+        &format!("[embedding]\nmodel = \"{model}\"\n[scope]\ntenant = \"acme\"\nproject = \"{{assistant.name}}\"\n"),
+    );
+    let out = migrate(&ws, url, &["--report", ws.path("report.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    assert_eq!(server.stats().embedding_requests, 0, "embedded before refusing");
+    assert!(!ws.path("report.json").exists());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// text-embedding-3-large (3072) against vector(1536): exit 2 naming both sizes and the ways
+/// out, in Engramia's schema and in an empty database alike; nothing written.
+#[test]
+fn dimension_mismatch_is_refused_before_anything_is_written() {
+    let url = fresh_database("pg_dims_engramia");
+    engramia_schema(&url);
+    let before = tables(&url);
+    let err = refused(&url, "text-embedding-3-large", 2);
+    for needle in ["1536", "3072", "[embedding] dimensions", "text-embedding-3-small"] {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
+    }
+    assert_eq!(tables(&url), before);
+    assert_eq!((patterns(&url), embeddings(&url)), (0, 0));
+
+    let empty = fresh_database("pg_dims_empty");
+    let err = refused(&empty, "text-embedding-3-large", 2);
+    assert!(err.contains("1536") && err.contains("3072"), "{err}");
+    assert!(tables(&empty).is_empty());
+    assert_eq!(count(&empty, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'"), 0);
+}
+
+/// A closed port: exit 1, the message names host, port and database but not the password.
+#[test]
+fn unreachable_database_fails_without_leaking_the_password() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://engram:s3cret-pw@127.0.0.1:{port}/engramia");
+    let err = refused(&url, "text-embedding-3-small", 1);
+    assert!(err.contains(&format!("127.0.0.1:{port}/engramia")), "{err}");
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+/// A role that may not CREATE EXTENSION vector, on an empty database: exit 2, an
+/// administrator's one-line fix, no table created.
+#[test]
+fn missing_extension_without_privilege_is_refused() {
+    let admin = fresh_database("pg_noext");
+    exec(
+        &admin,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'engram_noext') THEN CREATE ROLE engram_noext LOGIN; END IF; END $$;
+         GRANT ALL ON SCHEMA public TO engram_noext;",
+    );
+    let url = admin.replacen("postgres://postgres@", "postgres://engram_noext@", 1);
+    let err = refused(&url, "text-embedding-3-small", 2);
+    assert!(err.contains("CREATE EXTENSION vector"), "{err}");
+    assert!(err.contains("engram_noext"), "{err}");
+    assert!(tables(&admin).is_empty(), "{:?}", tables(&admin));
+}
+
+/// A read-only role on Engramia's schema: exit 2 listing what it lacks; nothing written.
+#[test]
+fn insufficient_privileges_are_refused() {
+    let admin = fresh_database("pg_readonly");
+    engramia_schema(&admin);
+    exec(
+        &admin,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'engram_readonly') THEN CREATE ROLE engram_readonly LOGIN; END IF; END $$;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO engram_readonly;",
+    );
+    let url = admin.replacen("postgres://postgres@", "postgres://engram_readonly@", 1);
+    let before = tables(&admin);
+    let err = refused(&url, "text-embedding-3-small", 2);
+    assert!(err.contains("INSERT on memory_data") && err.contains("INSERT on memory_embeddings"), "{err}");
+    assert!(err.contains("CREATE on the schema"), "{err}");
+    assert_eq!(tables(&admin), before);
+    assert_eq!((patterns(&admin), embeddings(&admin)), (0, 0));
+}
+
+/// A project id another tenant already owns (projects.id is global in Engramia 0.6.x): exit 2
+/// before anything is embedded; nothing written.
+#[test]
+fn project_of_another_tenant_is_refused() {
+    let url = fresh_database("pg_project_clash");
+    engramia_schema(&url);
+    exec(&url, "INSERT INTO tenants (id, name) VALUES ('globex', 'Globex'); INSERT INTO projects (id, tenant_id, name) VALUES ('Support Bot', 'globex', 'Support Bot');");
+    let before = tables(&url);
+    let err = refused(&url, "text-embedding-3-small", 2);
+    assert!(err.contains("\"Support Bot\"") && err.contains("\"globex\"") && err.contains("\"acme\""), "{err}");
+    assert_eq!(tables(&url), before);
+    assert_eq!((patterns(&url), count(&url, "SELECT count(*) FROM tenants WHERE id = 'acme'")), (0, 0));
+}
