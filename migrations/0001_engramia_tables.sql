@@ -8,8 +8,8 @@
 -- (tenant_id, project_id, key) unique constraints. vector(1536) is the size Engramia 0.6.6's
 -- PostgresStorage requires (its embedding_dim).
 --
--- api_keys is created too, so that audit_log.key_id keeps its foreign key and Engramia's
--- `engramia keys bootstrap` works on this database. No alembic_version row is written: see
+-- api_keys is created too, so that audit_log.key_id keeps its foreign key (and API keys can be
+-- added as `engramia keys bootstrap` does). No alembic_version row is written: see
 -- docs/postgres-target.md ("Empty database").
 
 CREATE EXTENSION IF NOT EXISTS vector;

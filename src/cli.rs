@@ -19,6 +19,36 @@ pub struct Cli {
 pub enum Command {
     /// Migrate an account into Engramia (or, with --dry-run, print the plan).
     Migrate(MigrateArgs),
+    /// Copy everything the API serves (assistants, threads, messages, runs, steps, files,
+    /// vector stores) into a directory that `engram migrate` reads offline
+    /// ([source] kind = "export-dir").
+    Export(ExportArgs),
+    /// Internal: prints one PDF's text as a JSON line. `engram migrate` runs it as a child
+    /// process, so that a PDF that crashes or hangs the parser cannot stop the migration.
+    #[command(hide = true)]
+    ExtractPdf(ExtractPdfArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExtractPdfArgs {
+    pub file: PathBuf,
+    /// Exit after this many seconds whatever the parser is doing (the parent's own timeout
+    /// normally kills it first; this covers a parent that died).
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The mapping file ([source] kind = "openai": base_url, threads_file, concurrency, ...).
+    #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The directory to write: new, or empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// No progress bar and no summary (errors still print).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -32,13 +32,19 @@ pub struct Mapping {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Where the OpenAI objects come from: "openai" (the HTTP API or a compatible server).
+    /// Where the OpenAI objects come from: "openai" (the HTTP API or a compatible server),
+    /// "ndjson" (Engramia's export format), "export-dir" (an `assistants-thread-export/v1`
+    /// directory) or "conversations" (the Responses API's Conversations).
     #[serde(default = "default_source_kind")]
     pub kind: String,
     /// API base URL; when unset, `OPENAI_BASE_URL`, else https://api.openai.com/v1.
     pub base_url: Option<String>,
-    /// File of thread ids, one per line (the API cannot list threads).
+    /// File of thread ids, one per line (the API cannot list threads). Kind "openai".
     pub threads_file: Option<PathBuf>,
+    /// The export to read: an NDJSON file or glob (kind "ndjson"), a directory ("export-dir").
+    pub path: Option<String>,
+    /// File of conversation ids (`conv_...`), one per line. Kind "conversations".
+    pub conversations_file: Option<PathBuf>,
     /// Requests in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -87,6 +93,10 @@ pub struct ScopeConfig {
     pub project: String,
     /// Used when the project template cannot be resolved for a thread.
     pub default_project: Option<String>,
+    /// `[scope.assistants]`: assistant id -> the name `{assistant.name}` renders (exports
+    /// without assistant objects carry only ids; for the other kinds it renames).
+    #[serde(default)]
+    pub assistants: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +194,11 @@ pub struct Config {
     pub base_url: String,
     pub embedding_base_url: String,
     pub threads_file: Option<PathBuf>,
+    pub source_kind: SourceKind,
+    /// `[source] path` (a file, glob or directory), resolved against the mapping's directory.
+    pub source_path: Option<PathBuf>,
+    /// `[source] conversations_file`, resolved.
+    pub conversations_file: Option<PathBuf>,
     pub project_template: ScopeTemplate,
     /// `[files] local_dir`, resolved against the mapping file's directory.
     pub files_local_dir: Option<PathBuf>,
@@ -225,16 +240,14 @@ impl Config {
             .map(|u| u.trim_end_matches('/').to_string())
             .unwrap_or_else(|| base_url.clone());
 
-        match mapping.source.kind.as_str() {
-            "openai" => {
-                if mapping.source.threads_file.is_none() {
-                    problems.push(
-                        "[source] threads_file is required: the API cannot list threads, so engram reads their ids from a file (one per line)"
-                            .to_string(),
-                    );
-                }
-            }
-            other => problems.push(format!("[source] kind {other:?} is not supported; use \"openai\"")),
+        let source_kind = SourceKind::parse(&mapping.source.kind);
+        match source_kind {
+            Some(kind) => problems.extend(source_problems(kind, &mapping)),
+            None => problems.push(format!(
+                "[source] kind {:?} is not supported; use one of {}",
+                mapping.source.kind,
+                SourceKind::ALL.map(|k| format!("{:?}", k.as_str())).join(", ")
+            )),
         }
         if mapping.source.concurrency == 0 || mapping.source.concurrency > 64 {
             problems.push(format!("[source] concurrency must be 1..=64, got {}", mapping.source.concurrency));
@@ -293,6 +306,9 @@ impl Config {
         let threads_file = mapping.source.threads_file.as_deref().map(resolve);
         Ok(Config {
             project_template: project_template.expect("checked above"),
+            source_kind: source_kind.expect("checked above"),
+            source_path: mapping.source.path.as_deref().map(|p| resolve(Path::new(p))),
+            conversations_file: mapping.source.conversations_file.as_deref().map(resolve),
             threads_file,
             files_local_dir,
             base_url,
@@ -317,6 +333,92 @@ impl Config {
             dir.join(url).to_string_lossy().into_owned()
         }
     }
+}
+
+/// `[source] kind`: which Source reads the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The Assistants API over HTTP (live, recorded or replayed).
+    OpenAi,
+    /// Engramia's NDJSON export, one message per line.
+    Ndjson,
+    /// An `assistants-thread-export/v1` directory (`engram export`, or the exporter it follows).
+    ExportDir,
+    /// The Responses API's Conversations, by id.
+    Conversations,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [SourceKind::OpenAi, SourceKind::Ndjson, SourceKind::ExportDir, SourceKind::Conversations];
+
+    pub fn parse(s: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::OpenAi => "openai",
+            SourceKind::Ndjson => "ndjson",
+            SourceKind::ExportDir => "export-dir",
+            SourceKind::Conversations => "conversations",
+        }
+    }
+}
+
+/// `[source]` keys each kind needs, and those it would silently ignore (an error, so that a
+/// mapping never looks as if it did something it does not).
+fn source_problems(kind: SourceKind, m: &Mapping) -> Vec<String> {
+    let s = &m.source;
+    let mut problems = Vec::new();
+    let name = kind.as_str();
+    let mut unused = |key: &str, set: bool| {
+        if set {
+            problems.push(format!("[source] {key} is not used by kind {name:?}; remove it"));
+        }
+    };
+    unused("threads_file", s.threads_file.is_some() && kind != SourceKind::OpenAi);
+    unused("path", s.path.is_some() && !matches!(kind, SourceKind::Ndjson | SourceKind::ExportDir));
+    unused("conversations_file", s.conversations_file.is_some() && kind != SourceKind::Conversations);
+    let required = |what: &str| format!("[source] {what} is required for kind {name:?}");
+    match kind {
+        SourceKind::OpenAi if s.threads_file.is_none() => problems.push(
+            "[source] threads_file is required: the API cannot list threads, so engram reads their ids from a file (one per line)"
+                .to_string(),
+        ),
+        SourceKind::Ndjson if s.path.as_deref().is_none_or(|p| p.trim().is_empty()) => problems.push(format!(
+            "{}: the NDJSON export to read, a file or a glob such as \"exports/*.ndjson\"",
+            required("path")
+        )),
+        SourceKind::ExportDir if s.path.as_deref().is_none_or(|p| p.trim().is_empty()) => problems.push(format!(
+            "{}: the export directory (the one holding manifest.json and threads/)",
+            required("path")
+        )),
+        SourceKind::Conversations => {
+            if s.conversations_file.is_none() {
+                problems.push(format!(
+                    "{}: a file of conversation ids (conv_...), one per line; the API cannot list conversations",
+                    required("conversations_file")
+                ));
+            }
+            if !m.scope.assistants.is_empty() {
+                problems.push("[scope.assistants] does not apply to kind \"conversations\": conversations have no assistant".to_string());
+            }
+            let uses_assistant = ScopeTemplate::parse(&m.scope.project).is_ok_and(|t| t.uses_assistant());
+            if uses_assistant && m.scope.default_project.is_none() {
+                problems.push(format!(
+                    "[scope] project = {:?} names the assistant, but conversations have none; use {{thread.id}} or {{thread.metadata.KEY}} (the conversation's metadata), or set [scope] default_project",
+                    m.scope.project
+                ));
+            }
+        }
+        _ => {}
+    }
+    for (id, name) in &m.scope.assistants {
+        if id.trim().is_empty() || name.trim().is_empty() {
+            problems.push(format!("[scope.assistants] {id:?} = {name:?}: the assistant id and the name must both be non-empty"));
+        }
+    }
+    problems
 }
 
 /// `[files]`: sizes that make sense, and a local_dir that is a directory.
@@ -527,5 +629,51 @@ mod shipped_mappings {
             let m = parse_mapping(text, Path::new(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             Config::from_mapping(m, Path::new(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod source_kinds {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_mapping(parse_mapping(text, Path::new("/cfg/mapping.toml"))?, Path::new("/cfg/mapping.toml"), None)
+    }
+
+    #[test]
+    fn each_kind_with_its_keys() {
+        let c = load("[source]\nkind = \"ndjson\"\npath = \"exports/*.ndjson\"\n[scope.assistants]\n\"asst_1\" = \"coder\"\n").unwrap();
+        assert_eq!(c.source_kind, SourceKind::Ndjson);
+        assert_eq!(c.source_path.unwrap(), Path::new("/cfg/exports/*.ndjson"));
+        assert_eq!(c.mapping.scope.assistants["asst_1"], "coder");
+        let c = load("[source]\nkind = \"export-dir\"\npath = \"/data/export\"\n").unwrap();
+        assert_eq!((c.source_kind, c.source_path.unwrap()), (SourceKind::ExportDir, PathBuf::from("/data/export")));
+        let c = load("[source]\nkind = \"conversations\"\nconversations_file = \"conv.txt\"\n[scope]\nproject = \"{thread.metadata.team}\"\n").unwrap();
+        assert_eq!(c.conversations_file.unwrap(), Path::new("/cfg/conv.txt"));
+        // The default template names the assistant: fine with a default_project.
+        load("[source]\nkind = \"conversations\"\nconversations_file = \"c\"\n[scope]\ndefault_project = \"chat\"\n").unwrap();
+    }
+
+    #[test]
+    fn missing_and_misplaced_keys_are_all_named() {
+        let e = load("[source]\nkind = \"ndjson\"\nthreads_file = \"t\"\n").unwrap_err().0;
+        assert!(e.contains("2 problems"), "{e}");
+        assert!(e.contains("[source] threads_file is not used by kind \"ndjson\"") && e.contains("[source] path is required for kind \"ndjson\""), "{e}");
+        let e = load("[source]\nkind = \"export-dir\"\n").unwrap_err().0;
+        assert!(e.contains("path is required for kind \"export-dir\""), "{e}");
+        let e = load("[source]\nkind = \"openai\"\nthreads_file = \"t\"\npath = \"x\"\nconversations_file = \"c\"\n").unwrap_err().0;
+        assert!(e.contains("path is not used") && e.contains("conversations_file is not used"), "{e}");
+        let e = load("[source]\nkind = \"conversations\"\n[scope.assistants]\n\"asst_1\" = \"x\"\n").unwrap_err().0;
+        assert!(e.contains("3 problems"), "{e}");
+        assert!(e.contains("conversations_file is required") && e.contains("[scope.assistants] does not apply"), "{e}");
+        assert!(e.contains("names the assistant, but conversations have none"), "{e}");
+        let e = load("[source]\nkind = \"ndjson\"\npath = \"x\"\n[scope.assistants]\n\"asst_1\" = \" \"\n").unwrap_err().0;
+        assert!(e.contains("must both be non-empty"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_kinds() {
+        let e = load("[source]\nkind = \"jsonl\"\n").unwrap_err().0;
+        assert!(e.contains(r#""openai", "ndjson", "export-dir", "conversations""#), "{e}");
     }
 }

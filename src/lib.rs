@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod export;
 pub mod extract;
 pub mod map;
 pub mod model;

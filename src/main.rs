@@ -34,6 +34,14 @@ fn try_main(cli: Cli) -> Result<ExitCode, RunError> {
         }
     }
     match cli.command {
+        Command::Export(args) => {
+            let report = runtime.block_on(engram::export::export(&args, &env))?;
+            if !args.quiet {
+                print!("{}", report.render_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExtractPdf(args) => Ok(ExitCode::from(engram::extract::pdf::child_main(&args.file, args.timeout_secs))),
         Command::Migrate(args) => {
             let report = runtime.block_on(migrate(&args, &env))?;
             if !args.quiet {

@@ -35,6 +35,9 @@ pub struct Report {
     /// The rejects themselves, for the rejects file (not part of the JSON report).
     #[serde(skip)]
     pub rejects: Vec<crate::rejects::Reject>,
+    /// The files stage (None when `[files] enabled = false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::source::files::FileCounts>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,6 +109,22 @@ impl EmbeddingReport {
     }
 }
 
+impl EmbeddingReport {
+    /// "72 inputs, 755 tokens (cl100k_base), 1 request to text-embedding-3-small, estimated
+    /// cost $0.000015"
+    pub fn summary(&self) -> String {
+        let cost = self.estimated_cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "unknown for this model".into());
+        format!(
+            "{} inputs, {} tokens (cl100k_base), {} request{} to {}, estimated cost {cost}",
+            self.inputs,
+            self.tokens,
+            self.requests,
+            if self.requests == 1 { "" } else { "s" },
+            self.model
+        )
+    }
+}
+
 pub fn scope_reports(tally: &Tally) -> Vec<ScopeReport> {
     tally
         .by_scope
@@ -172,16 +191,7 @@ impl Report {
         }
         let t = self.totals();
         out.push_str(&format!("| **total** | {} | {} | {} | {} | | | |\n\n", t.create, t.update, t.unchanged, t.skip));
-        let e = &self.embedding;
-        let cost = e.estimated_cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "unknown".into());
-        out.push_str(&format!(
-            "**Embedding:** {} inputs, {} tokens (cl100k_base), {} request{} to `{}`, estimated cost {cost}.\n\n",
-            e.inputs,
-            e.tokens,
-            e.requests,
-            if e.requests == 1 { "" } else { "s" },
-            e.model
-        ));
+        out.push_str(&format!("**Embedding:** {}.\n\n", self.embedding.summary()));
         if self.warnings.is_empty() {
             out.push_str("**Warnings:** none.\n");
         } else {
@@ -226,6 +236,9 @@ impl Report {
             ));
         }
         out.push_str(&format!("  threads  {}\n", self.threads.summary()));
+        if let Some(f) = &self.files {
+            out.push_str(&format!("  files    {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
+        }
         if let Some(path) = &self.rejects_file {
             out.push_str(&format!(
                 "  rejects  {} item{} in {path}; engram migrate --retry-failed {path} retries them\n",
@@ -267,17 +280,8 @@ impl Report {
             embedded,
             skills
         ));
-        let e = &self.embedding;
         let verb = if self.dry_run { "would embed" } else { "embedded" };
-        let cost = e.estimated_cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "cost unknown for this model".into());
-        out.push_str(&format!(
-            "\n  {verb} {} inputs, {} tokens, {} request{} with {} ({cost})\n",
-            e.inputs,
-            e.tokens,
-            e.requests,
-            if e.requests == 1 { "" } else { "s" },
-            e.model
-        ));
+        out.push_str(&format!("\n  {verb} {}\n", self.embedding.summary()));
         if self.warnings.is_empty() {
             out.push_str("  no warnings\n");
         } else {

@@ -8,8 +8,10 @@
 
 use crate::cli::{MigrateArgs, ReportFormat};
 use crate::config::Config;
+use crate::extract::{Limits, isolate::Isolation};
 use crate::embed::{EmbedError, EmbedTotals, Embedder, batch_ranges, count_tokens, embedding_input, expected_dimensions};
 use crate::map::scope::ScopeContext;
+use crate::map::chunk::{ChunkSettings, chunk_text, file_chunk_records};
 use crate::map::{MapContext, MapSettings, map_assistant_tools, map_thread};
 use crate::model::{Assistant, ThreadBundle};
 use crate::plan::{PlanState, Tally, plan_batch};
@@ -19,11 +21,13 @@ use crate::report::{EmbeddingReport, Report, ThreadCounts, scope_reports};
 use crate::sink::json_dir::JsonDirSink;
 use crate::sink::postgres::PgSink;
 use crate::sink::{Embedded, Preflight, RunInfo, RunProgress, Sink, SinkError, Target};
+use crate::source::files::{FileCounts, FileRefs, FileSource};
 use crate::source::fixtures::{FixtureStore, Recorder};
-use crate::source::openai::{OpenAiSource, ThreadFetch};
+use crate::source::openai::OpenAiSource;
+use crate::source::{Source, ThreadFetch};
 use crate::source::retry::RetryPolicy;
 use crate::source::transport::{Credentials, Live, SharedTransport, Transport};
-use crate::source::{SourceError, parse_thread_ids};
+use crate::source::SourceError;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +45,9 @@ pub struct Env {
     pub retry_base_ms: Option<u64>,
     /// Set by the first Ctrl-C (see `signal`); never set unless `main` listens for it.
     pub interrupt: crate::signal::Interrupt,
+    /// The engram binary, re-invoked as `engram extract-pdf` to parse PDFs in a child process
+    /// that a timeout can kill; `None` parses them on a thread (see `extract::isolate`).
+    pub pdf_helper: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Env {
@@ -59,6 +66,8 @@ impl Env {
             project: var("OPENAI_PROJECT_ID"),
             retry_base_ms: var("ENGRAM_RETRY_BASE_MS").and_then(|v| v.trim().parse().ok()),
             interrupt: crate::signal::Interrupt::default(),
+            // `from_process` is called by engram's own `main`: the running binary is engram.
+            pdf_helper: std::env::current_exe().ok(),
         }
     }
 }
@@ -98,13 +107,18 @@ impl From<EmbedError> for RunError {
 /// Runs `engram migrate` and returns its report (also written to `--report` when given).
 pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> {
     let config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
-    let (thread_ids, id_warnings) = match &args.retry_failed {
-        Some(path) => retry_thread_ids(path)?,
-        None => read_thread_ids(&config)?,
-    };
     let transport = Arc::new(build_transport(args, &config, env)?);
+    // The Assistants API client: the `openai` and `conversations` sources read through it, and
+    // the files stage reads files through it whatever the source.
+    let api = Arc::new(OpenAiSource::new(transport.clone(), credential_note(env), config.mapping.skills.from_run_steps));
+    let opened = Source::open(&config, api.clone()).map_err(RunError::Config)?;
+    let (thread_ids, id_warnings) = match &args.retry_failed {
+        Some(path) => retry_thread_ids(path, &opened.source)?,
+        None => (opened.thread_ids, opened.warnings),
+    };
     let target = Target::parse(&config.target_url(args.target.as_deref()));
-    let pipeline = Pipeline::new(args, &config, transport, env);
+    let files_api = opened.source.files_api().unwrap_or(api);
+    let pipeline = Pipeline::new(args, &config, transport, files_api, opened.source, env);
     let mut report = match target {
         Target::JsonDir(dir) => pipeline.run(JsonDirSink::new(dir), thread_ids, id_warnings).await?,
         Target::Postgres(url) => {
@@ -133,11 +147,11 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
 
 /// `--retry-failed FILE`: the threads a rejects file lists, instead of `threads_file`. Rejects
 /// of other stages are named in a warning (this version retries threads).
-fn retry_thread_ids(path: &std::path::Path) -> Result<(Vec<String>, Vec<Warning>), RunError> {
+fn retry_thread_ids(path: &std::path::Path, source: &Source) -> Result<(Vec<String>, Vec<Warning>), RunError> {
     let rejects = crate::rejects::read(path).map_err(RunError::Config)?;
     let ids = crate::rejects::ids_of_stage(&rejects, crate::rejects::STAGE_THREAD);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (ids, mut warnings) = parse_thread_ids(&ids.join("\n"), &name);
+    let (ids, mut warnings) = source.parse_ids(&ids.join("\n"), &name);
     for r in rejects.iter().filter(|r| r.stage != crate::rejects::STAGE_THREAD) {
         warnings.push(Warning::new(
             "retry_not_supported",
@@ -146,19 +160,6 @@ fn retry_thread_ids(path: &std::path::Path) -> Result<(Vec<String>, Vec<Warning>
         ));
     }
     Ok((ids, warnings))
-}
-
-fn read_thread_ids(config: &Config) -> Result<(Vec<String>, Vec<Warning>), RunError> {
-    let Some(path) = &config.threads_file else { return Ok((Vec::new(), Vec::new())) };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        RunError::Config(format!(
-            "[source] threads_file {}: {e}\n  hint: the path is relative to {}; the file lists one thread id per line",
-            path.display(),
-            config.mapping_path.display()
-        ))
-    })?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(parse_thread_ids(&text, &name))
 }
 
 fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Transport, RunError> {
@@ -186,9 +187,21 @@ fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Tra
     }
 }
 
+/// Which optional credential variables are in use, for messages about a rejected key.
+fn credential_note(env: &Env) -> String {
+    let mut note = String::new();
+    if env.organization.is_some() {
+        note.push_str(", with OPENAI_ORG_ID");
+    }
+    if env.project.is_some() {
+        note.push_str(", with OPENAI_PROJECT_ID");
+    }
+    note
+}
+
 /// One policy for every live request of the run: thread fetches, file lookups and embedding
 /// requests share its concurrency limit and the pause a 429 starts.
-fn retry_policy(config: &Config, env: &Env) -> RetryPolicy {
+pub(crate) fn retry_policy(config: &Config, env: &Env) -> RetryPolicy {
     let policy = RetryPolicy::new(config.mapping.source.max_attempts).with_concurrency(config.mapping.source.concurrency);
     match env.retry_base_ms {
         Some(ms) => policy.with_min_delay(Duration::from_millis(ms)),
@@ -211,7 +224,9 @@ struct Pipeline<'a> {
     args: &'a MigrateArgs,
     config: &'a Config,
     transport: SharedTransport,
-    source: Arc<OpenAiSource>,
+    source: Arc<Source>,
+    files: Arc<FileSource>,
+    pdf_helper: Option<std::path::PathBuf>,
     embedder: Embedder,
     settings: MapSettings,
     tally: Tally,
@@ -230,19 +245,14 @@ struct Pipeline<'a> {
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(args: &'a MigrateArgs, config: &'a Config, transport: SharedTransport, env: &Env) -> Self {
+    fn new(args: &'a MigrateArgs, config: &'a Config, transport: SharedTransport, api: Arc<OpenAiSource>, source: Source, env: &Env) -> Self {
         let m = &config.mapping;
-        let mut note = String::new();
-        if env.organization.is_some() {
-            note.push_str(", with OPENAI_ORG_ID");
-        }
-        if env.project.is_some() {
-            note.push_str(", with OPENAI_PROJECT_ID");
-        }
         Pipeline {
             args,
             config,
-            source: Arc::new(OpenAiSource::new(transport.clone(), note, m.skills.from_run_steps)),
+            files: Arc::new(FileSource::new(api, config.files_local_dir.clone(), m.files.max_bytes)),
+            pdf_helper: env.pdf_helper.clone(),
+            source: Arc::new(source),
             embedder: Embedder::new(transport.clone(), m.embedding.model.clone(), m.embedding.dimensions, m.embedding.batch_inputs),
             transport,
             settings: MapSettings {
@@ -271,11 +281,16 @@ impl<'a> Pipeline<'a> {
     async fn run<S: Sink>(mut self, mut sink: S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
         let m = &self.config.mapping;
         let dims = expected_dimensions(&m.embedding.model, m.embedding.dimensions);
-        sink.preflight(&Preflight { model: m.embedding.model.clone(), dimensions: dims }).await?;
+        let notes = sink.preflight(&Preflight { model: m.embedding.model.clone(), dimensions: dims }).await?;
+        if !self.args.quiet {
+            for note in notes {
+                eprintln!("engram: {}: {note}", sink.describe());
+            }
+        }
         let resumed = sink.previous_run().await?;
         self.warnings.extend(id_warnings);
 
-        let (assistants, w) = self.source.list_assistants().await?;
+        let (assistants, w) = self.source.list_assistants(&m.scope.assistants).await?;
         self.warnings.extend(w);
         self.check_assistant_scopes(&assistants)?;
         let mut ctx = MapContext { assistants: assistants.iter().map(|a| (a.id.clone(), a.clone())).collect(), ..Default::default() };
@@ -287,6 +302,10 @@ impl<'a> Pipeline<'a> {
             self.warnings.extend(mapped.warnings);
         }
         sink.check_scopes(&self.known_scopes(&assistants)).await?;
+        let mut file_refs = FileRefs::default();
+        if m.files.enabled {
+            assistants.iter().for_each(|a| file_refs.add_assistant(a, &self.settings));
+        }
 
         let progress = Progress::threads(thread_ids.len(), !self.args.quiet);
         let mut counts = ThreadCounts { listed: thread_ids.len(), ..Default::default() };
@@ -339,6 +358,9 @@ impl<'a> Pipeline<'a> {
                     counts.read += 1;
                     self.warnings.extend(warnings);
                     let mapped = map_thread(&bundle, &ctx, &self.settings);
+                    if m.files.enabled {
+                        file_refs.add_thread(&bundle, &ctx, &self.settings);
+                    }
                     pending.extend(mapped.records);
                     self.warnings.extend(mapped.warnings);
                     tracing::debug!(thread = %id, "mapped");
@@ -351,6 +373,10 @@ impl<'a> Pipeline<'a> {
             }
         }
         drop(fetched);
+        let files = match m.files.enabled && !self.interrupt.is_set() {
+            true => Some(self.migrate_files(&mut sink, file_refs, &mut pending).await?),
+            false => None,
+        };
         if !pending.is_empty() {
             self.process_batch(&mut sink, pending).await?;
         }
@@ -359,6 +385,7 @@ impl<'a> Pipeline<'a> {
         counts.not_reached = counts.listed - counts.read - counts.skipped - counts.failed;
 
         self.warn_over_quota();
+        self.warnings.extend(sink.take_warnings());
         // An interrupted run is not finished: the sink keeps its "running" marker, so the next
         // run reports that it resumed this one.
         if !self.args.dry_run && !interrupted {
@@ -381,7 +408,56 @@ impl<'a> Pipeline<'a> {
             interrupted,
             rejects_file: None,
             rejects: self.rejects,
+            files,
         })
+    }
+
+    /// The files stage: every file the assistants and threads used, fetched and extracted
+    /// once, chunked, and mapped into each scope that used it; its records join the batches.
+    async fn migrate_files<S: Sink>(&mut self, sink: &mut S, mut refs: FileRefs, pending: &mut Vec<Record>) -> Result<FileCounts, RunError> {
+        let f = &self.config.mapping.files;
+        let chunking = ChunkSettings { tokens: f.chunk_tokens, overlap: f.chunk_overlap };
+        let iso = Isolation {
+            timeout: Duration::from_secs(f.extract_timeout_secs),
+            pdf_helper: self.pdf_helper.clone(),
+            limits: Limits { max_decompressed_bytes: f.max_bytes },
+        };
+        self.warnings.append(&mut refs.warnings);
+        let (planned, warnings) = self.files.plan(&refs, self.config.mapping.source.concurrency).await?;
+        self.warnings.extend(warnings);
+        let names = self.files.filename_counts(&planned);
+        let mut counts = FileCounts { referenced: planned.len(), ..FileCounts::default() };
+        let (files, names, iso) = (self.files.clone(), &names, &iso);
+        // In order, at most `concurrency` files held at once (as threads are).
+        let mut documents = futures::stream::iter(planned)
+            .map(|file| {
+                let files = files.clone();
+                async move {
+                    let document = files.document(&file, names, iso).await;
+                    (file, document)
+                }
+            })
+            .buffered(self.config.mapping.source.concurrency);
+        while let Some((file, document)) = documents.next().await {
+            match document? {
+                Err(warning) => {
+                    counts.skipped += 1;
+                    self.warnings.push(warning);
+                }
+                Ok(d) => {
+                    counts.extracted += 1;
+                    let chunks = chunk_text(&d.text.text, d.text.is_markdown(), chunking);
+                    pending.extend(file_chunk_records(&d.doc, &chunks, &file.scopes, &self.settings));
+                }
+            }
+            if pending.len() >= self.config.mapping.target.batch_size {
+                self.process_batch(sink, std::mem::take(pending)).await?;
+            }
+            if self.interrupt.is_set() {
+                break;
+            }
+        }
+        Ok(counts)
     }
 
     /// Engramia refuses to learn into a scope past its pattern limit; say so in the plan.
@@ -403,9 +479,16 @@ impl<'a> Pipeline<'a> {
     }
 
     fn source_label(&self) -> String {
-        match (&self.args.replay, self.transport.is_replay()) {
+        if let Some(label) = self.source.describe() {
+            return label;
+        }
+        let api = match (&self.args.replay, self.transport.is_replay()) {
             (Some(dir), true) => format!("replay of {}", dir.display()),
             _ => self.config.base_url.clone(),
+        };
+        match self.config.source_kind {
+            crate::config::SourceKind::Conversations => format!("conversations at {api}"),
+            _ => api,
         }
     }
 
@@ -468,7 +551,7 @@ impl<'a> Pipeline<'a> {
             .into_iter()
             .collect();
         for id in cited {
-            let name = match self.source.file(&id).await {
+            let name = match self.files.file(&id).await {
                 Ok(Some(f)) => f.filename,
                 Ok(None) => {
                     self.warnings.push(Warning::new(

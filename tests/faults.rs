@@ -106,18 +106,20 @@ fn canonical(dir: &Path) -> BTreeMap<PathBuf, String> {
 /// file's key in its scope's embedding index (an index entry without its file is allowed:
 /// invisible to Engramia, and rewritten by the next run).
 fn assert_consistent(dir: &Path) {
-    for (path, bytes) in snapshot(dir) {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let files = snapshot(dir);
+    let mut parsed: BTreeMap<&Path, Value> = BTreeMap::new();
+    for (path, bytes) in &files {
+        let name = path.file_name().unwrap().to_string_lossy();
         assert!(!name.starts_with(".engram-"), "a temporary file was left behind: {}", path.display());
         if name.ends_with(".json") {
-            serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|e| panic!("{} is not whole JSON: {e}", path.display()));
+            let v = serde_json::from_slice::<Value>(bytes).unwrap_or_else(|e| panic!("{} is not whole JSON: {e}", path.display()));
+            parsed.insert(path, v);
         }
-        if path.parent().is_some_and(|p| p.ends_with("patterns")) {
-            let scope = dir.join(path.parent().unwrap().parent().unwrap());
-            let index: Value = serde_json::from_slice(&std::fs::read(scope.join("_embeddings.json")).unwrap()).unwrap();
-            let key = format!("patterns/{}", name.trim_end_matches(".json"));
-            assert!(index.get(&key).is_some(), "{} has no embedding", path.display());
-        }
+    }
+    for path in parsed.keys().filter(|p| p.parent().is_some_and(|p| p.ends_with("patterns"))) {
+        let index = path.parent().unwrap().parent().unwrap().join("_embeddings.json");
+        let key = format!("patterns/{}", path.file_stem().unwrap().to_string_lossy());
+        assert!(parsed.get(index.as_path()).and_then(|i| i.get(&key)).is_some(), "{} has no embedding", path.display());
     }
 }
 
@@ -226,6 +228,31 @@ fn timeouts_are_retried_then_named() {
     assert!(!ws.path("data").exists());
 }
 
+/// One budget for the whole run: never more than `[source] concurrency` requests on the wire
+/// (thread fetches, file look-ups and embeddings together), and a 429 with `retry-after: 1`
+/// holds every request back for that second, not just the one that got it.
+#[test]
+fn concurrency_is_bounded_and_a_429_pauses_every_request() {
+    let server = faulty(Faults { delay_ms: 30, ..Faults::default() });
+    let proxy = Proxy::start(&server.base_url, vec![("/runs".to_string(), Answer::RateLimitOnce)]);
+    let ws = Workspace::new(&proxy.base_url, "concurrency = 3", DEMO_REST);
+    let report = migrate_ok(&ws.mapping(), &ws.path("data"), &[]);
+    assert_eq!(report["threads"]["read"], 7, "{report:#}");
+    let max = proxy.max_in_flight();
+    assert!((2..=3).contains(&max), "at most 3 requests at once, and more than 1: {max}");
+
+    let limited = proxy.state.limited_at.lock().unwrap().expect("the 429 was sent");
+    let arrivals = proxy.state.arrivals.lock().unwrap().clone();
+    // Requests already on their way when the 429 went out may still arrive just after it.
+    let during_pause: Vec<Duration> = arrivals
+        .iter()
+        .filter(|t| **t > limited + Duration::from_millis(100) && **t < limited + Duration::from_millis(950))
+        .map(|t| *t - limited)
+        .collect();
+    assert!(during_pause.is_empty(), "requests sent during the 1 s pause: {during_pause:?}");
+    assert!(arrivals.iter().any(|t| *t >= limited + Duration::from_secs(1)), "nothing was sent after the pause");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Per-object problems: a warning naming the object, the run goes on.
 
@@ -304,7 +331,7 @@ fn failed_threads_go_to_the_rejects_file_and_retry_failed_finishes_them() {
         .arg(&rejects_path));
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 failed"), "{}", text(&out));
-    let fetched = proxy.forwarded("/threads/") - threads_before;
+    let fetched = proxy.forwarded("/threads/")[threads_before.len()..].to_vec();
     assert!(fetched.iter().all(|p| p.contains(WEATHER_THREAD) || p.contains(DOCS_THREAD)), "{fetched:?}");
     let in_cwd = ws.path("engram-rejects.jsonl");
     assert_eq!(read_rejects(&in_cwd).len(), 2);
@@ -344,9 +371,9 @@ fn read_rejects(path: &Path) -> Vec<Value> {
 fn mapping_syntax_and_type_errors_name_file_line_column_and_what_was_expected() {
     let server = Server::demo();
     for (body, line_col, expected) in [
-        ("[scope\ntenant = \"acme\"\n", "mapping.toml:6:7", "expected"),
-        ("[patterns]\neval_score = \"high\"\n", "mapping.toml:7:14", "expected f64"),
-        ("[source2]\n", "mapping.toml:6:1", "did you mean `source`"),
+        ("[scope\ntenant = \"acme\"\n", "mapping.toml:5:7", "expected `]`"),
+        ("[patterns]\neval_score = \"high\"\n", "mapping.toml:6:14", "expected f64"),
+        ("[source2]\n", "mapping.toml:5:2", "did you mean `source`"),
     ] {
         let ws = Workspace::new(&server.base_url, "", body);
         let (out, report) = migrate(&ws.mapping(), &ws.path("data"), &[]);
@@ -376,6 +403,7 @@ fn unreadable_thread_lists_exit_2_naming_the_path() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("thread_ids.txt"), "{}", text(&out));
 
+    std::fs::copy(repo_root().join("fixtures/demo/thread_ids.txt"), ws.path("thread_ids.txt")).unwrap();
     let (out, _) = migrate(&ws.mapping(), &ws.path("data"), &["--retry-failed", "no-such-rejects.jsonl"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-rejects.jsonl"), "{}", text(&out));
@@ -595,7 +623,7 @@ fn the_api_key_appears_in_no_output_and_no_file() {
         },
     );
     let proxy = Proxy::start(&server.base_url, vec![(format!("/threads/{WEATHER_THREAD}/runs"), Answer::EchoAuth(500))]);
-    let ws = Workspace::new(&proxy.base_url, "max_attempts = 2", DEMO_REST);
+    let ws = Workspace::new(&proxy.base_url, "max_attempts = 4", DEMO_REST);
     let target = ws.path("data");
     let recording = ws.path("recording");
     let report = ws.path("report.json");
@@ -640,6 +668,8 @@ enum Answer {
     /// This status, with the request's Authorization header in the error message (a broken
     /// proxy or a hostile server).
     EchoAuth(u16),
+    /// The first matching request only: 429 with `retry-after: 1`; later ones go upstream.
+    RateLimitOnce,
 }
 
 struct ProxyState {
@@ -648,6 +678,11 @@ struct ProxyState {
     client: reqwest::Client,
     forwarded: Mutex<Vec<String>>,
     echoed: Mutex<u64>,
+    /// Arrival time of every request, and when the one 429 of `RateLimitOnce` was answered.
+    arrivals: Mutex<Vec<Instant>>,
+    limited_at: Mutex<Option<Instant>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 struct Proxy {
@@ -666,6 +701,10 @@ impl Proxy {
             client: reqwest::Client::new(),
             forwarded: Mutex::new(Vec::new()),
             echoed: Mutex::new(0),
+            arrivals: Mutex::new(Vec::new()),
+            limited_at: Mutex::new(None),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -684,20 +723,30 @@ impl Proxy {
     fn echoed(&self) -> u64 {
         *self.state.echoed.lock().unwrap()
     }
-}
 
-trait Minus {
-    fn minus(self, earlier: Vec<String>) -> Vec<String>;
-}
-
-impl std::ops::Sub<Vec<String>> for Wrapper {
-    type Output = Vec<String>;
-    fn sub(self, earlier: Vec<String>) -> Vec<String> {
-        self.0[earlier.len()..].to_vec()
+    /// The most requests the proxy was answering at once.
+    fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-struct Wrapper(Vec<String>);
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a ProxyState);
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a ProxyState) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = state.in_flight.fetch_add(1, SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, SeqCst);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 async fn proxy_handle(
     axum::extract::State(state): axum::extract::State<Arc<ProxyState>>,
@@ -705,7 +754,17 @@ async fn proxy_handle(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    if let Some((_, answer)) = state.rules.iter().find(|(needle, _)| path.contains(needle.as_str())) {
+    state.arrivals.lock().unwrap().push(Instant::now());
+    let _in_flight = InFlight::new(&state);
+    let rule = state.rules.iter().find(|(needle, answer)| {
+        path.contains(needle.as_str()) && (!matches!(answer, Answer::RateLimitOnce) || state.limited_at.lock().unwrap().is_none())
+    });
+    if let Some((_, answer)) = rule {
+        if matches!(answer, Answer::RateLimitOnce) {
+            *state.limited_at.lock().unwrap() = Some(Instant::now());
+            let body = serde_json::json!({"error": {"message": "Rate limit reached (test proxy)", "type": "requests", "param": null, "code": "rate_limit_exceeded"}});
+            return (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(body)).into_response();
+        }
         let (status, message) = match answer {
             Answer::Status(s) => (*s, "injected by the test proxy".to_string()),
             Answer::EchoAuth(s) => {
@@ -713,6 +772,7 @@ async fn proxy_handle(
                 let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
                 (*s, format!("upstream rejected the request with header Authorization: {auth}"))
             }
+            Answer::RateLimitOnce => unreachable!("answered above"),
         };
         let body = serde_json::json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}});
         return (axum::http::StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();

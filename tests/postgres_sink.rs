@@ -107,7 +107,7 @@ print(json.dumps(SkillRegistry(storage).find_by_skills([skill])))
 
 /// The full demo migration into `url`, then the checks both starting points share: counts
 /// equal the report, Engramia recalls a paraphrased user question, a rerun adds nothing.
-fn migrate_demo_and_recall(url: &str) -> (Server, Value) {
+fn migrate_demo_and_recall(url: &str) {
     let server = Server::demo();
     let ws = Workspace::demo(&server.base_url);
     let report = migrate_ok(&ws, Path::new(url), &[]);
@@ -129,10 +129,16 @@ fn migrate_demo_and_recall(url: &str) -> (Server, Value) {
 
     // What engram writes beside the pattern JSON.
     assert_eq!(count(url, "SELECT count(*) FROM memory_data WHERE key LIKE 'patterns/%' AND source IS DISTINCT FROM 'import'"), 0);
+    // run_id is the record's origin; for the recalled user turn, its thread.
     assert_eq!(
-        count(url, "SELECT count(*) FROM memory_data WHERE key LIKE 'patterns/%' AND run_id NOT LIKE 'openai-thread:thread\\_%' AND run_id NOT LIKE 'openai-assistant:asst\\_%'"),
+        count(url, "SELECT count(*) FROM memory_data d LEFT JOIN engram_records l USING (tenant_id, project_id, key) WHERE d.key LIKE 'patterns/%' AND d.run_id IS DISTINCT FROM l.origin"),
         0
     );
+    let key = found["matches"][0]["key"].as_str().unwrap().to_string();
+    let run_id: String = db(url, async |c| {
+        sqlx::query_scalar("SELECT run_id FROM memory_data WHERE key = $1").bind(&key).fetch_one(c).await.unwrap()
+    });
+    assert_eq!(run_id, "openai-thread:thread_egExQ1BJoynbv6IWPmbb8fVQ");
     assert_eq!(strings(url, "SELECT id FROM tenants WHERE id = 'acme'"), ["acme"]);
     assert_eq!(
         strings(url, "SELECT id FROM projects WHERE tenant_id = 'acme' ORDER BY id"),
@@ -160,7 +166,6 @@ fn migrate_demo_and_recall(url: &str) -> (Server, Value) {
     let after = (patterns(url), embeddings(url), count(url, "SELECT count(*) FROM audit_log"), count(url, "SELECT count(*) FROM engram_runs"));
     assert_eq!(after, before, "(patterns, embeddings, audit rows, runs) after the rerun");
     assert_eq!(server.stats().embedding_requests, requests, "the rerun embedded something");
-    (server, report)
 }
 
 // ------------------------------------------------------------------- end to end
@@ -362,4 +367,31 @@ fn project_of_another_tenant_is_refused() {
     assert!(err.contains("\"Support Bot\"") && err.contains("\"globex\"") && err.contains("\"acme\""), "{err}");
     assert_eq!(tables(&url), before);
     assert_eq!((patterns(&url), count(&url, "SELECT count(*) FROM tenants WHERE id = 'acme'")), (0, 0));
+}
+
+/// A model whose size is unknown up front (no preflight check possible): the first write into
+/// an empty database refuses vectors that are not 1536 long before creating anything.
+#[test]
+fn unknown_size_is_refused_at_write_before_tables_are_created() {
+    use engram::record::{Record, RecordKind, Scope};
+    use engram::sink::postgres::{PgSink, new_run_id};
+    use engram::sink::{Embedded, Preflight, Sink, SinkError};
+    let url = fresh_database("pg_dims_unknown");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = rt.block_on(async {
+        let mut sink = PgSink::open(&url, new_run_id()).await.unwrap();
+        sink.preflight(&Preflight { model: "some-local-model".into(), dimensions: None }).await.unwrap();
+        let record = Record {
+            scope: Scope::new("acme", "bot"),
+            key: "patterns/abcd0001_1700000000000_x".into(),
+            kind: RecordKind::MessagePair,
+            pattern: json!({"task": "t", "design": {"code": "c"}, "success_score": 5.0, "reuse_count": 0, "timestamp": 1.0}),
+            skills: vec![],
+            classification: "internal".into(),
+            origin: "openai-thread:thread_1".into(),
+        };
+        sink.write(&[Embedded { record, embedding: vec![0.5; 384] }]).await.unwrap_err()
+    });
+    assert!(matches!(err, SinkError::Config(ref m) if m.contains("vector(1536)") && m.contains("384")), "{err:?}");
+    assert!(tables(&url).is_empty(), "{:?}", tables(&url));
 }

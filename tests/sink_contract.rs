@@ -407,25 +407,22 @@ async fn exec(url: &str, sql: &'static str) {
     sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// A fresh empty database (scripts/pg createdb), from a blocking thread.
+/// A fresh empty database (scripts/pg createdb); fails, with the reason, without ENGRAM_TEST_PG.
 async fn fresh(name: &str) -> String {
     let name = format!("contract_{name}");
-    tokio::task::spawn_blocking(move || common::fresh_database(&name)).await.unwrap()
+    tokio::task::block_in_place(|| common::fresh_database(&name))
 }
 
 /// Engramia 0.6.6's schema, made by its own alembic migrations (tests/support/engramia_schema.py).
 async fn engramia_schema(url: &str) {
-    let url = url.to_string();
-    tokio::task::spawn_blocking(move || {
+    tokio::task::block_in_place(|| {
         let out = std::process::Command::new(common::python())
             .arg(common::repo_root().join("tests/support/engramia_schema.py"))
-            .args(["--url", &url])
+            .args(["--url", url])
             .output()
             .expect("python runs");
         assert!(out.status.success(), "engramia_schema.py failed:\n{}", common::text(&out));
-    })
-    .await
-    .unwrap();
+    });
 }
 
 async fn pg_empty(name: &str) -> Pg {

@@ -15,8 +15,14 @@ use engram::standin::{self, Account, Faults, Options};
 #[command(name = "openai-standin", version)]
 struct Args {
     /// The account to serve (JSON; format in fixtures/README.md).
-    #[arg(long, value_name = "FILE")]
-    account: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "synthetic")]
+    account: Option<PathBuf>,
+    /// Serve a generated benchmark account instead: THREADSxMESSAGES[xFILES], e.g. 500x40x20.
+    #[arg(long, value_name = "SPEC", conflicts_with = "account")]
+    synthetic: Option<String>,
+    /// With --synthetic: write the generated account's thread ids to FILE (one per line).
+    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    write_thread_ids: Option<PathBuf>,
     /// Address to bind; loopback only unless --allow-non-loopback.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -71,7 +77,27 @@ fn main() -> ExitCode {
 }
 
 fn try_main(args: Args) -> anyhow::Result<()> {
-    let account = Account::load(&args.account)?;
+    let account = match (&args.account, &args.synthetic) {
+        (Some(path), _) => Account::load(path)?,
+        (None, Some(spec)) => {
+            let dims: Vec<usize> = spec
+                .split('x')
+                .map(|n| n.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| anyhow::anyhow!("--synthetic {spec:?}: expected THREADSxMESSAGES[xFILES], e.g. 500x40x20"))?;
+            let (threads, messages, files) = match dims[..] {
+                [t, m] => (t, m, 0),
+                [t, m, f] => (t, m, f),
+                _ => anyhow::bail!("--synthetic {spec:?}: expected THREADSxMESSAGES[xFILES]"),
+            };
+            let account = Account::from_json(standin::synthetic_account(threads, messages, files, 1))?;
+            if let Some(path) = &args.write_thread_ids {
+                std::fs::write(path, account.thread_ids().join("\n") + "\n")?;
+            }
+            account
+        }
+        (None, None) => anyhow::bail!("give --account FILE or --synthetic SPEC"),
+    };
     let options = Options {
         api_key: args.api_key,
         assistants_shut_down: args.assistants_shut_down,

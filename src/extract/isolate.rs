@@ -28,7 +28,10 @@ pub struct Isolation {
 
 /// Detects and extracts one file, isolated.
 pub async fn extract(bytes: Vec<u8>, filename: &str, iso: &Isolation) -> Result<Extracted, ExtractError> {
-    if let (Format::Pdf, Some(exe)) = (detect(&bytes, filename), &iso.pdf_helper) {
+    // Whether a file is a PDF is decided by its first KiB (the signature) or its extension, so
+    // the head is enough, and nothing heavier runs here on the async thread.
+    let head = &bytes[..bytes.len().min(4096)];
+    if let (Format::Pdf, Some(exe)) = (detect(head, filename), &iso.pdf_helper) {
         let text = pdf_in_child(exe, &bytes, iso).await?;
         let text = text.trim().to_string();
         if text.is_empty() {
@@ -79,6 +82,8 @@ async fn pdf_in_child(exe: &std::path::Path, bytes: &[u8], iso: &Isolation) -> R
     let mut child = tokio::process::Command::new(exe)
         .arg("extract-pdf")
         .arg(file.path())
+        .arg("--timeout-secs")
+        .arg((iso.timeout.as_secs() + 5).to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

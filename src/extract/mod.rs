@@ -185,9 +185,10 @@ fn head_for_text(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.len().min(4096) & !1]
 }
 
-/// Sniffing JSON means parsing it; only whole (small enough) files are tried.
+/// Sniffing JSON means parsing it, so only files up to 8 MiB are sniffed; larger JSON is
+/// recognised by its `.json` extension.
 fn looks_like_json(bytes: &[u8]) -> bool {
-    bytes.len() <= 64 << 20 && text::decode(bytes).is_some_and(|t| serde_json::from_str::<serde_json::Value>(&t).is_ok())
+    bytes.len() <= 8 << 20 && text::decode(bytes).is_some_and(|t| serde_json::from_str::<serde_json::Value>(&t).is_ok())
 }
 
 thread_local! {

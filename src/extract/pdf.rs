@@ -69,8 +69,14 @@ impl From<ChildAnswer> for Result<String, ExtractError> {
 }
 
 /// `engram extract-pdf FILE`: extracts one PDF and prints a [`ChildAnswer`] as one JSON line.
-/// Exit status 0 whenever an answer was printed; anything else means the child died.
-pub fn child_main(file: &Path) -> u8 {
+/// Exit status 0 whenever an answer was printed; anything else means the child died. A
+/// watchdog ends the process after `timeout_secs`, should its parent no longer be there to.
+pub fn child_main(file: &Path, timeout_secs: u64) -> u8 {
+    let limit = std::time::Duration::from_secs(timeout_secs.max(1));
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        std::process::exit(124);
+    });
     let answer = match std::fs::read(file) {
         Err(e) => ChildAnswer::Malformed(format!("cannot read {}: {e}", file.display())),
         Ok(bytes) => match extract(&bytes) {

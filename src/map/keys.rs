@@ -19,7 +19,9 @@ const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// tool name). Same input, same key; another scope or other ids, another key.
 pub fn pattern_key(task: &str, created_at_ms: i64, scope: &Scope, ids: &[&str]) -> String {
     let task_hash = hex::encode(Sha256::digest(task.as_bytes()));
-    format!("patterns/{}_{}_{}", &task_hash[..8], created_at_ms, suffix(scope, ids))
+    // A time before 1970 (a server's bogus `created_at`) is written as 0: a `-` would put the
+    // key outside `patterns/[0-9a-z_]+`. The suffix still tells such records apart.
+    format!("patterns/{}_{}_{}", &task_hash[..8], created_at_ms.max(0), suffix(scope, ids))
 }
 
 /// Six base36 chars from sha256 over the scope and ids. Each field is length-prefixed so that
@@ -94,6 +96,14 @@ mod tests {
             pattern_key("t", 1, &scope("p"), &["ab", "c"]),
             pattern_key("t", 1, &scope("p"), &["a", "bc"])
         );
+    }
+
+    #[test]
+    fn times_before_1970_keep_the_key_well_formed() {
+        let k = pattern_key("t", -1, &scope("p"), &["m"]);
+        assert!(well_formed(&k), "{k}");
+        assert!(k.contains("_0_"), "{k}");
+        assert!(well_formed(&pattern_key("t", i64::MIN, &scope("p"), &["m"])));
     }
 
     #[test]

@@ -53,18 +53,52 @@ pub fn scope_dir(root: &Path, scope: &Scope) -> PathBuf {
     }
 }
 
-/// In-memory copy of one scope's index files, loaded on first use.
+/// In-memory copy of one scope's index files, loaded on first use, with the records written
+/// since they were last flushed to disk.
 struct ScopeFiles {
     dir: PathBuf,
     embeddings: IndexMap<String, Box<RawValue>>,
     registry: IndexMap<String, Value>,
+    registry_changed: bool,
     dims: Option<usize>,
+    /// Patterns (key, JSON) accepted by `write` but not yet on disk.
+    pending: Vec<(String, Value)>,
+}
+
+impl ScopeFiles {
+    /// `_embeddings.json` holds the whole scope and is rewritten on every flush, so flushing
+    /// after every batch would cost O(n²) on a large scope. Flushing once the unflushed records
+    /// reach an eighth of what is on disk keeps the total geometric (about 9x the final size)
+    /// while a kill loses at most that eighth, which the next run re-embeds.
+    fn due(&self) -> bool {
+        let on_disk = self.embeddings.len().saturating_sub(self.pending.len());
+        !self.pending.is_empty() && self.pending.len() >= (on_disk / 8).max(1)
+    }
+
+    /// Index and registry first, then the pattern files: see the module's invariants.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.pending.is_empty() && !self.registry_changed {
+            return Ok(());
+        }
+        write_atomic(&self.dir.join("_embeddings.json"), &to_json(&self.embeddings)?)?;
+        if self.registry_changed {
+            write_atomic(&self.dir.join("skills/_registry.json"), &to_json(&self.registry)?)?;
+            self.registry_changed = false;
+        }
+        for (key, pattern) in std::mem::take(&mut self.pending) {
+            let path = self.dir.join(format!("{}.json", checked_key(&key)?));
+            write_atomic(&path, &to_json(&pattern)?)?;
+        }
+        Ok(())
+    }
 }
 
 pub struct JsonDirSink {
     root: PathBuf,
     model: String,
     scopes: HashMap<Scope, ScopeFiles>,
+    /// The run's progress as of the last `mark_progress`; on disk once everything is flushed.
+    progress: Option<RunProgress>,
 }
 
 /// engram's run marker at the root. Engramia skips files whose name starts with `_`.
@@ -79,7 +113,7 @@ struct RunMarker {
 
 impl JsonDirSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new() }
+        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new(), progress: None }
     }
 
     fn scope_files(&mut self, scope: &Scope) -> Result<&mut ScopeFiles, SinkError> {
@@ -88,7 +122,8 @@ impl JsonDirSink {
             let embeddings: IndexMap<String, Box<RawValue>> = read_json_or_default(&dir.join("_embeddings.json"))?;
             let registry: IndexMap<String, Value> = read_json_or_default(&dir.join("skills/_registry.json"))?;
             let dims = embeddings.values().next().and_then(|raw| vector_len(raw.get()));
-            self.scopes.insert(scope.clone(), ScopeFiles { dir, embeddings, registry, dims });
+            let files = ScopeFiles { dir, embeddings, registry, registry_changed: false, dims, pending: Vec::new() };
+            self.scopes.insert(scope.clone(), files);
         }
         Ok(self.scopes.get_mut(scope).expect("inserted above"))
     }
@@ -175,7 +210,6 @@ impl Sink for JsonDirSink {
         }
         for (scope, items) in by_scope {
             let files = self.scope_files(scope)?;
-            let mut registry_changed = false;
             for e in &items {
                 let len = e.embedding.len();
                 match files.dims {
@@ -190,22 +224,18 @@ impl Sink for JsonDirSink {
                 files.embeddings.insert(e.record.key.clone(), raw);
                 let skills = Value::from(e.record.skills.clone());
                 if e.record.skills.is_empty() {
-                    registry_changed |= files.registry.shift_remove(&e.record.key).is_some();
+                    files.registry_changed |= files.registry.shift_remove(&e.record.key).is_some();
                 } else if files.registry.get(&e.record.key) != Some(&skills) {
                     files.registry.insert(e.record.key.clone(), skills);
-                    registry_changed = true;
+                    files.registry_changed = true;
                 }
+                files.pending.push((e.record.key.clone(), e.record.pattern.clone()));
             }
-            write_atomic(&files.dir.join("_embeddings.json"), &to_json(&files.embeddings)?)?;
-            if registry_changed {
-                write_atomic(&files.dir.join("skills/_registry.json"), &to_json(&files.registry)?)?;
-            }
-            for e in items {
-                let path = files.dir.join(format!("{}.json", checked_key(&e.record.key)?));
-                write_atomic(&path, &to_json(&e.record.pattern)?)?;
+            if files.due() {
+                files.flush()?;
             }
         }
-        Ok(())
+        self.write_marker_if_flushed()
     }
 
     async fn scope_patterns(&mut self, scope: &Scope) -> Result<Vec<StoredPattern>, SinkError> {
@@ -232,6 +262,7 @@ impl Sink for JsonDirSink {
 
     async fn remove(&mut self, scope: &Scope, keys: &[String]) -> Result<(), SinkError> {
         let files = self.scope_files(scope)?;
+        files.flush()?;
         let mut registry_changed = false;
         for key in keys {
             files.embeddings.shift_remove(key);
@@ -265,11 +296,15 @@ impl Sink for JsonDirSink {
     }
 
     async fn mark_progress(&mut self, progress: &RunProgress) -> Result<(), SinkError> {
-        let marker = RunMarker { status: "running".into(), progress: progress.clone() };
-        write_atomic(&self.root.join(RUN_MARKER), &to_json(&marker)?)
+        self.progress = Some(progress.clone());
+        self.write_marker_if_flushed()
     }
 
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {
+        for files in self.scopes.values_mut() {
+            files.flush()?;
+        }
+        self.write_marker_if_flushed()?;
         let marker_path = self.root.join(RUN_MARKER);
         if let Some(mut marker) = read_json_opt::<RunMarker>(&marker_path).unwrap_or(None) {
             marker.status = "completed".into();
@@ -285,6 +320,23 @@ impl Sink for JsonDirSink {
             write_atomic(&meta_path, &to_json(&meta)?)?;
         }
         Ok(())
+    }
+}
+
+impl JsonDirSink {
+    /// The run marker claims only what is on disk: it is written when no scope has unflushed
+    /// records.
+    fn write_marker_if_flushed(&mut self) -> Result<(), SinkError> {
+        if self.scopes.values().any(|f| !f.pending.is_empty()) {
+            return Ok(());
+        }
+        match &self.progress {
+            Some(progress) => {
+                let marker = RunMarker { status: "running".into(), progress: progress.clone() };
+                write_atomic(&self.root.join(RUN_MARKER), &to_json(&marker)?)
+            }
+            None => Ok(()),
+        }
     }
 }
 

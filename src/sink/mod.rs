@@ -103,6 +103,10 @@ pub struct RunInfo {
 pub trait Sink {
     /// "JSON directory ./engramia_data", for messages and the report.
     fn describe(&self) -> String;
+    /// Per-item problems the sink met since the last call, for the report.
+    fn take_warnings(&mut self) -> Vec<crate::record::Warning> {
+        Vec::new()
+    }
     /// Checks reachability, permissions, schema and embedding dimension. Writes nothing.
     /// Returns lines worth telling the user (e.g. what a later write will create).
     async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError>;

@@ -13,11 +13,13 @@
 
 mod catalog;
 mod migrate;
+mod preflight;
 mod write;
 
 use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
-use crate::record::{Scope, content_hash};
-use catalog::{CREATED_DIMENSIONS, CREATED_ENGRAMIA_TABLES, Catalog, KeyLayout, Shape};
+use crate::record::{Scope, Warning, content_hash};
+use catalog::{CREATED_DIMENSIONS, Catalog, KeyLayout, Shape};
+use preflight::dims_message;
 use indexmap::IndexMap;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
@@ -54,6 +56,8 @@ pub struct PgSink {
     written: IndexMap<Scope, ScopeCounts>,
     /// Scopes already warned about the one-registry limit.
     warned: HashSet<Scope>,
+    /// Warnings for the report, handed over by `take_warnings`.
+    warnings: Vec<Warning>,
     /// Near-duplicates to remove, applied in the transaction of the next write.
     removals: IndexMap<Scope, Vec<String>>,
 }
@@ -99,6 +103,7 @@ impl PgSink {
             ensured: HashSet::new(),
             written: IndexMap::new(),
             warned: HashSet::new(),
+            warnings: Vec::new(),
             removals: IndexMap::new(),
         })
     }
@@ -120,99 +125,18 @@ impl PgSink {
     }
 
     /// Everything that can be wrong before the first write, as one message per problem.
-    async fn problems(&mut self, check: &Preflight) -> Result<(Vec<String>, Vec<String>), SinkError> {
+    async fn verdict(&mut self, check: &Preflight) -> Result<preflight::Verdict, SinkError> {
         let place = self.place.clone();
         let cat = self.catalog().await?.clone();
-        let shape = cat.shape(&place).map_err(SinkError::Config)?;
-        let mut notes = Vec::new();
-        let mut problems = Vec::new();
-        let schema = cat.schema.clone().unwrap_or_else(|| "(none: search_path names no existing schema)".into());
-        match shape {
-            Shape::Empty => {
-                if cat.vector.installed.is_none() {
-                    if !cat.vector.available {
-                        problems.push(format!(
-                            "the PostgreSQL server of {place} has no pgvector (the `vector` extension is not available).\n  Install pgvector on the server (for a local test server: scripts/pg start), then rerun."
-                        ));
-                    } else if !(cat.superuser || (cat.vector.trusted && cat.can_create_in_db)) {
-                        problems.push(format!(
-                            "the `vector` extension is not enabled in {place}, and role {:?} may not enable it (that needs a superuser).\n  Ask an administrator to run `CREATE EXTENSION vector;` in that database, then rerun.",
-                            cat.user
-                        ));
-                    }
-                }
-                if !cat.can_create_in_schema {
-                    problems.push(format!(
-                        "role {:?} may not create tables in schema {schema} of {place} (needs CREATE on the schema).\n  Grant it (GRANT CREATE ON SCHEMA {schema} TO {:?}), use the database owner's role, or create Engramia's schema first with Engramia's own migrations.",
-                        cat.user, cat.user
-                    ));
-                }
-                if let Some(d) = check.dimensions.filter(|d| *d != CREATED_DIMENSIONS) {
-                    problems.push(dims_message(&format!(
-                        "{place} is empty, and engram would create memory_embeddings.embedding as vector({CREATED_DIMENSIONS}), the only size Engramia 0.6.6's PostgreSQL storage accepts"
-                    ), CREATED_DIMENSIONS, d, &check.model));
-                }
-                let vector = if cat.vector.installed.is_none() { "enable the vector extension and " } else { "" };
-                notes.push(format!(
-                    "{place} has no Engramia tables: the first write will {vector}create {CREATED_ENGRAMIA_TABLES} (Engramia 0.6.6's schema at head 015), and engram's {}",
-                    ledger_note()
-                ));
-            }
+        Ok(match cat.shape(&place).map_err(SinkError::Config)? {
+            Shape::Empty => preflight::empty(&cat, check, &place),
             Shape::Present => {
-                let missing = catalog::missing_columns(&mut self.conn).await.map_err(|e| self.io("reading the catalog", e))?;
-                if !missing.is_empty() {
-                    problems.push(format!(
-                        "Engramia's tables in {place} predate the schema engram writes (missing column(s) {}).\n  Upgrade them with Engramia's own migrations (alembic upgrade head), then rerun.",
-                        missing.join(", ")
-                    ));
-                }
-                let Some(layout) = cat.layout else {
-                    return Err(SinkError::Config(format!(
-                        "memory_data / memory_embeddings in {place} have no unique key on (tenant_id, project_id, key) (Engramia's schema before head 009).\n  Upgrade them with Engramia's own migrations (alembic upgrade head), then rerun. Nothing was embedded or written."
-                    )));
-                };
-                match cat.dims {
-                    Some(found) => {
-                        if let Some(d) = check.dimensions.filter(|d| *d != found) {
-                            problems.push(dims_message(
-                                &format!("memory_embeddings.embedding in {place} is vector({found})"),
-                                found,
-                                d,
-                                &check.model,
-                            ));
-                        }
-                    }
-                    None => notes.push(format!("memory_embeddings.embedding in {place} has no fixed dimension")),
-                }
-                let head = cat.alembic_head.as_deref().map(|h| format!("Engramia's schema at alembic head {h}")).unwrap_or_else(|| "Engramia's tables (no alembic_version)".into());
-                notes.push(match layout {
-                    KeyLayout::BareKey => format!(
-                        "{place}: {head}, keyed by `key` alone (Engramia 0.6.x): keys are unique across scopes, and only one scope can hold the skills registry{}",
-                        cat.registry_owner.as_ref().map(|s| format!(" (held by {s})")).unwrap_or_default()
-                    ),
-                    KeyLayout::Scoped => format!("{place}: {head}, keyed by (tenant_id, project_id, key)"),
-                });
-                if !cat.has_ledger() {
-                    if !cat.can_create_in_schema {
-                        problems.push(format!(
-                            "role {:?} may not create engram's bookkeeping tables in schema {schema} of {place} (needs CREATE on the schema).\n  Grant it (GRANT CREATE ON SCHEMA {schema} TO {:?}), or run engram once as the database owner.",
-                            cat.user, cat.user
-                        ));
-                    }
-                    notes.push(format!("the first write will create engram's {}", ledger_note()));
-                }
-                let lacking = catalog::missing_privileges(&mut self.conn, &cat).await.map_err(|e| self.io("reading privileges", e))?;
-                if !lacking.is_empty() {
-                    problems.push(format!(
-                        "role {:?} lacks privileges engram needs in {place}: {}.\n  Grant them (e.g. GRANT SELECT, INSERT, UPDATE ON memory_data, memory_embeddings TO {:?}), or use the role Engramia itself connects with.",
-                        cat.user,
-                        lacking.join(", "),
-                        cat.user
-                    ));
-                }
+                let columns = catalog::missing_columns(&mut self.conn).await.map_err(|e| self.io("reading the catalog", e))?;
+                let lacking =
+                    catalog::missing_privileges(&mut self.conn, &cat).await.map_err(|e| self.io("reading privileges", e))?;
+                preflight::present(&cat, check, &place, &columns, &lacking)
             }
-        }
-        Ok((notes, problems))
+        })
     }
 
     /// Runs engram's migrations if this database still needs them (first write only).
@@ -232,8 +156,8 @@ impl PgSink {
         Ok(())
     }
 
-    /// Skills of `stored` for the hash: the scope's registry, or, where the bare-key layout
-    /// keeps this scope from holding one, what engram meant to register (its ledger).
+    /// True where the bare-key layout keeps `scope` from holding a skills registry (another
+    /// scope has the one row); `existing` then hashes with the skills engram's ledger holds.
     fn registry_blocked(&self, scope: &Scope) -> bool {
         self.catalog.as_ref().is_some_and(|c| {
             c.layout == Some(KeyLayout::BareKey) && c.registry_owner.as_ref().is_some_and(|o| o != scope)
@@ -245,10 +169,14 @@ impl PgSink {
             return;
         }
         let owner = self.catalog.as_ref().and_then(|c| c.registry_owner.clone()).map(|s| s.to_string()).unwrap_or_default();
-        tracing::warn!(
-            "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there (a schema keyed by (tenant_id, project_id, key) has no such limit)",
-            self.place
-        );
+        self.warnings.push(Warning::new(
+            "skills_registry_limit",
+            scope.to_string(),
+            format!(
+                "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there (a schema keyed by (tenant_id, project_id, key) has no such limit)",
+                self.place
+            ),
+        ));
     }
 
     /// Creates missing tenants/projects rows for scopes new to this run, then checks them.
@@ -262,26 +190,31 @@ impl PgSink {
         Err(scope_error(&problems))
     }
 
+    /// Refuses, before any migration or write, keys outside `patterns/` and vectors whose
+    /// size the embedding column (existing, or about to be created) cannot take.
+    async fn check_batch(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
+        if let Some(e) = batch.iter().find(|e| !e.record.key.starts_with("patterns/")) {
+            return Err(SinkError::Io(format!("refusing to write the key {:?}: engram writes only patterns/ keys", e.record.key)));
+        }
+        let place = self.place.clone();
+        let cat = self.catalog().await?;
+        let column = cat.dims.or(cat.include_engramia_migration().then_some(CREATED_DIMENSIONS));
+        let (Some(d), Some(e)) = (column, batch.iter().find(|e| column.is_some_and(|d| e.embedding.len() != d))) else {
+            return Ok(());
+        };
+        let what = match cat.dims {
+            Some(_) => format!("memory_embeddings.embedding in {place} is vector({d})"),
+            None => format!("engram would create memory_embeddings.embedding in {place} as vector({d})"),
+        };
+        let msg = dims_message(&what, d, e.embedding.len(), &self.model);
+        Err(SinkError::Config(format!("{msg} This batch was not written.")))
+    }
+
     /// One transaction: pending removals, scopes, patterns, embeddings, registries, ledger.
     async fn write_batch(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
-        for e in batch {
-            if !e.record.key.starts_with("patterns/") {
-                return Err(SinkError::Io(format!("refusing to write the key {:?}: engram writes only patterns/ keys", e.record.key)));
-            }
-        }
+        self.check_batch(batch).await?;
         self.ensure_schema().await?;
         let cat = self.catalog().await?.clone();
-        if let Some(d) = cat.dims
-            && let Some(e) = batch.iter().find(|e| e.embedding.len() != d)
-        {
-            let msg = dims_message(
-                &format!("memory_embeddings.embedding in {} is vector({d})", self.place),
-                d,
-                e.embedding.len(),
-                &self.model,
-            );
-            return Err(SinkError::Config(format!("{msg} This batch was not written.")));
-        }
         // Later records win within a batch (the plan never repeats a key; this is a guard,
         // since one upsert statement cannot touch a row twice).
         let mut unique: IndexMap<(&Scope, &str), &Embedded> = IndexMap::new();
@@ -386,20 +319,6 @@ impl PgSink {
     }
 }
 
-fn ledger_note() -> String {
-    format!(
-        "bookkeeping tables {} (migrations tracked in {})",
-        catalog::LEDGER_TABLES.join(", "),
-        catalog::MIGRATIONS_TABLE
-    )
-}
-
-fn dims_message(what: &str, found: usize, wanted: usize, model: &str) -> String {
-    format!(
-        "{what}, but {model} gives {wanted}-dimensional embeddings.\n  Ways out: set [embedding] dimensions = {found} in mapping.toml (text-embedding-3-* models can shorten their vectors), or use a model that gives {found} dimensions (e.g. text-embedding-3-small)."
-    )
-}
-
 fn scope_error(problems: &[write::ScopeProblem]) -> SinkError {
     let lines: Vec<String> = problems.iter().map(|p| format!("scope {}: {}", p.scope, p.message)).collect();
     SinkError::Config(format!(
@@ -409,6 +328,10 @@ fn scope_error(problems: &[write::ScopeProblem]) -> SinkError {
 }
 
 impl Sink for PgSink {
+    fn take_warnings(&mut self) -> Vec<Warning> {
+        std::mem::take(&mut self.warnings)
+    }
+
     fn describe(&self) -> String {
         format!("PostgreSQL {}", self.place)
     }
@@ -416,7 +339,7 @@ impl Sink for PgSink {
     async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError> {
         self.model = check.model.clone();
         self.catalog = None;
-        let (notes, problems) = self.problems(check).await?;
+        let preflight::Verdict { notes, problems } = self.verdict(check).await?;
         if problems.is_empty() {
             return Ok(notes);
         }

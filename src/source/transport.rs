@@ -222,11 +222,19 @@ fn scrub(body: Bytes, key: &str) -> Bytes {
     Bytes::from(text)
 }
 
-/// The three ways to reach the server.
+/// The ways to reach the server.
 pub enum Transport {
     Live(Live),
     Recording(Live, Recorder),
     Replay(FixtureStore),
+    /// Answers from data on disk, no network (an export directory's files and vector stores).
+    Offline(Box<dyn Offline>),
+}
+
+/// What answers requests for `Transport::Offline`: every request gets an answer (an API-style
+/// 404 for what it does not hold), never a network error.
+pub trait Offline: Send + Sync {
+    fn answer(&self, req: &ApiRequest) -> ApiResponse;
 }
 
 impl Transport {
@@ -241,6 +249,7 @@ impl Transport {
                 Ok(resp)
             }
             Transport::Replay(store) => store.answer(req),
+            Transport::Offline(offline) => Ok(offline.answer(req)),
         }
     }
 

@@ -38,6 +38,8 @@ pub(crate) struct Data {
     pub file_bytes: HashMap<String, Vec<u8>>,
     pub vector_stores: Collection,
     pub stores: HashMap<String, StoreData>,
+    /// The Responses API's conversations (see `conversations`).
+    pub conversations: super::conversations::Conversations,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,8 @@ struct AccountFile {
     files: Vec<FileFile>,
     #[serde(default)]
     vector_stores: Vec<StoreFile>,
+    #[serde(default)]
+    conversations: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +196,7 @@ fn build(file: AccountFile) -> anyhow::Result<Account> {
             vector_stores: Collection::new(vector_stores)
                 .map_err(|e| anyhow!("vector_stores: {e}"))?,
             stores,
+            conversations: super::conversations::Conversations::load(file.conversations)?,
         }),
     })
 }

@@ -14,16 +14,19 @@
 //! gets exactly the answer it would have got the first time.
 
 mod account;
+mod conversations;
 mod embeddings;
 mod error;
 mod faults;
 mod pagination;
 mod routes;
+mod synthetic;
 #[cfg(test)]
 mod tests;
 
 pub use account::Account;
 pub use embeddings::embed_text;
+pub use synthetic::synthetic_account;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

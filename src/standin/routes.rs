@@ -164,6 +164,9 @@ enum Route<'a> {
     StoreFiles(&'a str),
     StoreFile(&'a str, &'a str),
     StoreFileContent(&'a str, &'a str),
+    Conversation(&'a str),
+    ConversationItems(&'a str),
+    ConversationItem(&'a str, &'a str),
     Embeddings,
     Unknown,
 }
@@ -200,6 +203,9 @@ impl<'a> Route<'a> {
             ["vector_stores", v, "files"] => StoreFiles(v),
             ["vector_stores", v, "files", f] => StoreFile(v, f),
             ["vector_stores", v, "files", f, "content"] => StoreFileContent(v, f),
+            ["conversations", c] => Conversation(c),
+            ["conversations", c, "items"] => ConversationItems(c),
+            ["conversations", c, "items", i] => ConversationItem(c, i),
             _ => Unknown,
         };
         route.nonempty_ids()
@@ -210,8 +216,8 @@ impl<'a> Route<'a> {
         use Route::*;
         let ids: &[&str] = match &self {
             Assistant(a) | Thread(a) | Messages(a) | Runs(a) | File(a) | FileContent(a)
-            | VectorStore(a) | StoreFiles(a) => &[a],
-            Message(a, b) | Run(a, b) | Steps(a, b) | StoreFile(a, b) | StoreFileContent(a, b) => {
+            | VectorStore(a) | StoreFiles(a) | Conversation(a) | ConversationItems(a) => &[a],
+            Message(a, b) | Run(a, b) | Steps(a, b) | StoreFile(a, b) | StoreFileContent(a, b) | ConversationItem(a, b) => {
                 &[a, b]
             }
             Step(a, b, c) => &[a, b, c],
@@ -246,6 +252,9 @@ impl<'a> Route<'a> {
             StoreFiles(_) => "/vector_stores/{vs}/files",
             StoreFile(..) => "/vector_stores/{vs}/files/{fid}",
             StoreFileContent(..) => "/vector_stores/{vs}/files/{fid}/content",
+            Conversation(_) => "/conversations/{id}",
+            ConversationItems(_) => "/conversations/{id}/items",
+            ConversationItem(..) => "/conversations/{id}/items/{iid}",
             Embeddings => "/embeddings",
             Unknown => "(unknown)",
         }
@@ -394,6 +403,9 @@ fn get(
             let body = serde_json::json!({"object": "vector_store.file_content.page", "data": data, "has_more": false, "next_page": null});
             Ok(json(StatusCode::OK, body.to_string()))
         }
+        Conversation(c) => Ok(json(StatusCode::OK, data.conversations.get(c)?)),
+        ConversationItems(c) => Ok(json(StatusCode::OK, data.conversations.items(c, query)?)),
+        ConversationItem(c, i) => Ok(json(StatusCode::OK, data.conversations.item(c, i)?)),
         // Answered by `respond` before it calls here.
         Embeddings | Unknown => Err(ApiError::server_error()),
     }
