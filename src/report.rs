@@ -164,6 +164,9 @@ impl Report {
         out.push_str(&format!("## {title}\n\n"));
         out.push_str(&format!("- source: `{}`\n- target: `{}`\n", self.source, self.target));
         out.push_str(&format!("- threads: {}\n", self.threads.summary()));
+        if let Some(f) = &self.files {
+            out.push_str(&format!("- files: {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
+        }
         if self.interrupted {
             out.push_str("- **interrupted** (Ctrl-C): rerun to finish\n");
         }
