@@ -54,6 +54,9 @@ pub struct SourceConfig {
     /// Attempts per request on 429/5xx/connection errors before giving up on it.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Requests per minute engram allows itself, whatever the server declares (the dry run's
+    /// time estimate uses it too). Unset: only the server's `x-ratelimit-*` headers pace it.
+    pub requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +68,24 @@ pub struct TargetConfig {
     /// Records per write batch (one atomic unit).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// PostgreSQL: keep Engramia's HNSW index during the load, or drop and rebuild it.
+    #[serde(default)]
+    pub index_strategy: IndexStrategy,
+}
+
+/// `[target] index_strategy`: what a PostgreSQL load does with the HNSW index on
+/// `memory_embeddings` (each insert into an HNSW index walks its graph, so a bulk load is far
+/// cheaper into an unindexed table followed by one index build).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexStrategy {
+    /// Rebuild when the run adds many rows relative to what the table holds, else keep.
+    #[default]
+    Auto,
+    /// Always insert into the index as it stands.
+    Keep,
+    /// Always drop the index before the first write and rebuild it at the end.
+    Rebuild,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,7 +149,7 @@ fn default_concurrency() -> usize { 4 }
 fn default_timeout() -> u64 { 60 }
 fn default_max_attempts() -> u32 { 6 }
 fn default_target_url() -> String { "./engramia_data".into() }
-fn default_batch_size() -> usize { 256 }
+fn default_batch_size() -> usize { 2048 }
 fn default_provider() -> String { "openai".into() }
 fn default_model() -> String { "text-embedding-3-small".into() }
 fn default_embed_batch() -> usize { 2048 }
@@ -251,6 +272,9 @@ impl Config {
         }
         if mapping.source.concurrency == 0 || mapping.source.concurrency > 64 {
             problems.push(format!("[source] concurrency must be 1..=64, got {}", mapping.source.concurrency));
+        }
+        if mapping.source.requests_per_minute == Some(0) {
+            problems.push("[source] requests_per_minute must be at least 1 (or removed, to follow the server's headers)".to_string());
         }
         if mapping.source.max_attempts == 0 {
             problems.push("[source] max_attempts must be at least 1".to_string());

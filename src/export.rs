@@ -184,7 +184,7 @@ fn live_transport(config: &Config, env: &Env) -> Result<Transport, RunError> {
         crate::run::retry_policy(config, env),
     )
     .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))?;
-    Ok(Transport::Live(live))
+    Ok(Transport::live(live))
 }
 
 /// File and vector-store ids referred to anywhere, in order of first use.

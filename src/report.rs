@@ -38,6 +38,58 @@ pub struct Report {
     /// The files stage (None when `[files] enabled = false`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<crate::source::files::FileCounts>,
+    /// Requests made (and, for a dry run, the estimate for the real run).
+    pub requests: RequestReport,
+    /// What the load does with the target's vector index, and why (PostgreSQL only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<crate::sink::postgres::index::IndexChoice>,
+    /// What the sink did at the end (e.g. rebuilt an index, with its time).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_notes: Vec<String>,
+    /// Wall time of the run, in seconds.
+    pub elapsed_secs: f64,
+}
+
+/// API traffic of the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestReport {
+    /// Answered requests to the source's API (pages, object reads, file contents).
+    pub api: u64,
+    /// Of those, run-steps pages (`[skills] from_run_steps = false` saves them).
+    pub run_steps: u64,
+    /// Embeddings requests made (a dry run: those the real run will make).
+    pub embeddings: u64,
+    /// Attempts beyond the first (429s, 5xx, dropped connections).
+    pub retries: u64,
+    /// Requests a minute the run is held to: the server's declared limit
+    /// (`x-ratelimit-limit-requests`) or `[source] requests_per_minute`, the lower.
+    pub rate_limit_per_minute: Option<u64>,
+    /// Dry run: the requests the real run will make (the same reads plus the embeddings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_requests: Option<u64>,
+    /// Dry run: minutes those requests take at `rate_limit_per_minute` (None without a rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_minutes: Option<f64>,
+}
+
+impl RequestReport {
+    /// "1,234 API (56 run steps), 3 embeddings, 0 retries; limit 500/min".
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} API ({} run steps), {} embeddings, {} retries",
+            self.api, self.run_steps, self.embeddings, self.retries
+        );
+        if let Some(r) = self.rate_limit_per_minute {
+            s.push_str(&format!("; limit {r}/min"));
+        }
+        if let Some(n) = self.estimated_requests {
+            s.push_str(&format!("; the real run makes {n} requests"));
+            if let Some(m) = self.estimated_minutes {
+                s.push_str(&format!(", at least {m:.1} min at the limit"));
+            }
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -167,6 +219,10 @@ impl Report {
         if let Some(f) = &self.files {
             out.push_str(&format!("- files: {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
         }
+        out.push_str(&format!("- requests: {}\n", self.requests.summary()));
+        if let Some(ix) = &self.index {
+            out.push_str(&format!("- HNSW index: **{}**: {}\n", ix.action, md_escape(&ix.reason)));
+        }
         if self.interrupted {
             out.push_str("- **interrupted** (Ctrl-C): rerun to finish\n");
         }
@@ -241,6 +297,13 @@ impl Report {
         out.push_str(&format!("  threads  {}\n", self.threads.summary()));
         if let Some(f) = &self.files {
             out.push_str(&format!("  files    {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
+        }
+        out.push_str(&format!("  requests {}\n", self.requests.summary()));
+        if let Some(ix) = &self.index {
+            out.push_str(&format!("  index    {}: {}\n", ix.action, ix.reason));
+        }
+        for note in &self.target_notes {
+            out.push_str(&format!("  target   {note}\n"));
         }
         if let Some(path) = &self.rejects_file {
             out.push_str(&format!(

@@ -122,7 +122,7 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
     let mut report = match target {
         Target::JsonDir(dir) => pipeline.run(JsonDirSink::new(dir), thread_ids, id_warnings).await?,
         Target::Postgres(url) => {
-            let sink = PgSink::open(&url, pipeline.run_id.clone()).await?;
+            let sink = PgSink::open(&url, pipeline.run_id.clone()).await?.with_index_strategy(config.mapping.target.index_strategy);
             pipeline.run(sink, thread_ids, id_warnings).await?
         }
     };
@@ -164,7 +164,7 @@ fn retry_thread_ids(path: &std::path::Path, source: &Source) -> Result<(Vec<Stri
 
 fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Transport, RunError> {
     if let Some(dir) = &args.replay {
-        return FixtureStore::load(dir).map(Transport::Replay).map_err(RunError::Config);
+        return FixtureStore::load(dir).map(Transport::replay).map_err(RunError::Config);
     }
     let api_key = env.api_key.clone().ok_or_else(|| {
         RunError::Config(
@@ -182,8 +182,8 @@ fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Tra
     )
     .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))?;
     match &args.record {
-        Some(dir) => Recorder::create(dir).map(|r| Transport::Recording(live, r)).map_err(RunError::Config),
-        None => Ok(Transport::Live(live)),
+        Some(dir) => Recorder::create(dir).map(|r| Transport::recording(live, r)).map_err(RunError::Config),
+        None => Ok(Transport::live(live)),
     }
 }
 
@@ -202,7 +202,9 @@ fn credential_note(env: &Env) -> String {
 /// One policy for every live request of the run: thread fetches, file lookups and embedding
 /// requests share its concurrency limit and the pause a 429 starts.
 pub(crate) fn retry_policy(config: &Config, env: &Env) -> RetryPolicy {
-    let policy = RetryPolicy::new(config.mapping.source.max_attempts).with_concurrency(config.mapping.source.concurrency);
+    let policy = RetryPolicy::new(config.mapping.source.max_attempts)
+        .with_concurrency(config.mapping.source.concurrency)
+        .with_requests_per_minute(config.mapping.source.requests_per_minute);
     match env.retry_base_ms {
         Some(ms) => policy.with_min_delay(Duration::from_millis(ms)),
         None => policy,
@@ -242,6 +244,14 @@ struct Pipeline<'a> {
     /// Items given up on, for the rejects file.
     rejects: Vec<crate::rejects::Reject>,
     interrupt: crate::signal::Interrupt,
+    /// The vector-index decision (made before the first write; a dry run makes it at the end).
+    index: Option<crate::sink::postgres::index::IndexChoice>,
+    /// Threads listed and threads dealt with so far, to project the run's size from its start.
+    threads_listed: usize,
+    threads_seen: usize,
+    /// Records planned to be written so far (create + update).
+    writes_planned: u64,
+    started: std::time::Instant,
 }
 
 impl<'a> Pipeline<'a> {
@@ -275,10 +285,41 @@ impl<'a> Pipeline<'a> {
             wrote_anything: false,
             rejects: Vec::new(),
             interrupt: env.interrupt.clone(),
+            index: None,
+            threads_listed: 0,
+            threads_seen: 0,
+            writes_planned: 0,
+            started: std::time::Instant::now(),
         }
     }
 
-    async fn run<S: Sink>(mut self, mut sink: S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
+    /// The run, then `Sink::settle` whatever happened (a dropped index is rebuilt even when
+    /// the run failed or was interrupted).
+    async fn run<S: Sink>(self, mut sink: S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
+        let (dry_run, quiet) = (self.args.dry_run, self.args.quiet);
+        let result = self.run_body(&mut sink, thread_ids, id_warnings).await;
+        if dry_run {
+            return result;
+        }
+        match (result, sink.settle().await) {
+            (Ok(mut report), Ok(notes)) => {
+                report.target_notes = notes;
+                Ok(report)
+            }
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), settled) => {
+                if !quiet {
+                    match settled {
+                        Ok(notes) => notes.iter().for_each(|n| eprintln!("engram: {}: {n}", sink.describe())),
+                        Err(e2) => eprintln!("engram: {e2}"),
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_body<S: Sink>(mut self, sink: &mut S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
         let m = &self.config.mapping;
         let dims = expected_dimensions(&m.embedding.model, m.embedding.dimensions);
         let notes = sink.preflight(&Preflight { model: m.embedding.model.clone(), dimensions: dims }).await?;
@@ -309,6 +350,7 @@ impl<'a> Pipeline<'a> {
 
         let progress = Progress::threads(thread_ids.len(), !self.args.quiet);
         let mut counts = ThreadCounts { listed: thread_ids.len(), ..Default::default() };
+        self.threads_listed = thread_ids.len();
         let concurrency = m.source.concurrency;
         let source = self.source.clone();
         // `buffered` keeps the input order, so records (and embedding batches) are the same on
@@ -367,20 +409,22 @@ impl<'a> Pipeline<'a> {
                 }
             }
             self.current_thread = Some(id.clone());
+            self.threads_seen += 1;
             progress.thread_done(self.plan.planned_keys() + pending.len());
-            if pending.len() >= m.target.batch_size {
-                self.process_batch(&mut sink, std::mem::take(&mut pending)).await?;
-            }
+            self.process_full_batches(sink, &mut pending).await?;
         }
         drop(fetched);
         let files = match m.files.enabled && !self.interrupt.is_set() {
-            true => Some(self.migrate_files(&mut sink, file_refs, &mut pending).await?),
+            true => Some(self.migrate_files(sink, file_refs, &mut pending).await?),
             false => None,
         };
         if !pending.is_empty() {
-            self.process_batch(&mut sink, pending).await?;
+            self.process_batch(sink, pending).await?;
         }
         progress.finish();
+        if self.args.dry_run {
+            self.index = sink.plan_load(self.writes_planned, false).await?;
+        }
         let interrupted = self.interrupt.is_set();
         counts.not_reached = counts.listed - counts.read - counts.skipped - counts.failed;
 
@@ -392,6 +436,7 @@ impl<'a> Pipeline<'a> {
             let info = RunInfo { run_id: self.run_id.clone(), source: self.source_label(), wrote_anything: self.wrote_anything };
             sink.finish(&info).await?;
         }
+        let requests = self.request_report();
         Ok(Report {
             engram_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id: self.run_id.clone(),
@@ -409,7 +454,49 @@ impl<'a> Pipeline<'a> {
             rejects_file: None,
             rejects: self.rejects,
             files,
+            requests,
+            index: self.index,
+            target_notes: Vec::new(),
+            elapsed_secs: self.started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// The requests made; for a dry run also those the real run will make, and how long they
+    /// take at the rate limit.
+    fn request_report(&self) -> crate::report::RequestReport {
+        use crate::source::transport::RequestStats;
+        let s = &self.transport.stats;
+        let api = RequestStats::get(&s.api);
+        let embeddings = if self.args.dry_run { self.totals.requests as u64 } else { RequestStats::get(&s.embeddings) };
+        let answered = api + RequestStats::get(&s.embeddings);
+        let declared = Some(RequestStats::get(&s.declared_limit)).filter(|n| *n > 0);
+        let configured = self.config.mapping.source.requests_per_minute.map(u64::from);
+        let rate = match (declared, configured) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let estimated = self.args.dry_run.then_some(api + embeddings);
+        crate::report::RequestReport {
+            api,
+            run_steps: RequestStats::get(&s.run_steps),
+            embeddings,
+            retries: RequestStats::get(&s.attempts).saturating_sub(answered),
+            rate_limit_per_minute: rate,
+            estimated_requests: estimated,
+            estimated_minutes: estimated.zip(rate).map(|(n, r)| n as f64 / r as f64),
+        }
+    }
+
+    /// Processes `[target] batch_size` records at a time, so that each batch is one embeddings
+    /// request (when it fits the request limits) and one transaction; the rest waits in `pending`.
+    async fn process_full_batches<S: Sink>(&mut self, sink: &mut S, pending: &mut Vec<Record>) -> Result<(), RunError> {
+        let size = self.config.mapping.target.batch_size;
+        while pending.len() >= size {
+            let rest = pending.split_off(size);
+            let batch = std::mem::replace(pending, rest);
+            self.process_batch(sink, batch).await?;
+        }
+        Ok(())
     }
 
     /// The files stage: every file the assistants and threads used, fetched and extracted
@@ -450,9 +537,7 @@ impl<'a> Pipeline<'a> {
                     pending.extend(file_chunk_records(&d.doc, &chunks, &file.scopes, &self.settings));
                 }
             }
-            if pending.len() >= self.config.mapping.target.batch_size {
-                self.process_batch(sink, std::mem::take(pending)).await?;
-            }
+            self.process_full_batches(sink, pending).await?;
             if self.interrupt.is_set() {
                 break;
             }
@@ -609,6 +694,7 @@ impl<'a> Pipeline<'a> {
             }
         }
         let to_write: Vec<Record> = planned.into_iter().filter(|p| p.writes()).map(|p| p.record).collect();
+        self.writes_planned += to_write.len() as u64;
         if to_write.is_empty() {
             return Ok(());
         }
@@ -623,6 +709,15 @@ impl<'a> Pipeline<'a> {
         let vectors = self.embedder.embed(&texts, &mut self.totals).await?;
         let batch: Vec<Embedded> =
             to_write.into_iter().zip(vectors).map(|(record, embedding)| Embedded { record, embedding }).collect();
+        if self.index.is_none() {
+            // Projected from the threads seen so far; the files stage adds what it adds.
+            let seen = self.threads_seen.max(1) as u64;
+            let projected = self.writes_planned * (self.threads_listed as u64).max(seen) / seen;
+            self.index = sink.plan_load(projected, true).await?;
+            if let (Some(ix), false) = (&self.index, self.args.quiet) {
+                eprintln!("engram: {}: HNSW index: {}: {}", sink.describe(), ix.action, ix.reason);
+            }
+        }
         for (scope, keys) in &replaced {
             sink.remove(scope, keys).await?;
         }

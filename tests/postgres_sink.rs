@@ -179,7 +179,7 @@ fn demo_into_engramia_schema_is_recalled() {
     migrate_demo_and_recall(&url);
     // engram added its own tables and touched no other table definition.
     let added: Vec<String> = tables(&url).into_iter().filter(|t| !before.contains(t)).collect();
-    assert_eq!(added, ["engram_migrations", "engram_records", "engram_runs"]);
+    assert_eq!(added, ["engram_dropped_indexes", "engram_migrations", "engram_records", "engram_runs"]);
     assert_eq!(strings(&url, "SELECT version_num::text FROM alembic_version"), ["015"]);
 
     // Skills: with bare keys one scope holds the registry (Support Bot, the first written) and
@@ -198,7 +198,7 @@ fn demo_into_empty_database_is_recalled() {
     migrate_demo_and_recall(&url);
     assert_eq!(
         tables(&url),
-        ["api_keys", "audit_log", "engram_migrations", "engram_records", "engram_runs", "memory_data", "memory_embeddings", "projects", "tenants"]
+        ["api_keys", "audit_log", "engram_dropped_indexes", "engram_migrations", "engram_records", "engram_runs", "memory_data", "memory_embeddings", "projects", "tenants"]
     );
 }
 
@@ -394,4 +394,88 @@ fn unknown_size_is_refused_at_write_before_tables_are_created() {
     });
     assert!(matches!(err, SinkError::Config(ref m) if m.contains("vector(1536)") && m.contains("384")), "{err:?}");
     assert!(tables(&url).is_empty(), "{:?}", tables(&url));
+}
+
+// ------------------------------------------------------------------- the HNSW index during loads
+
+const HNSW_DEFINITION: &str =
+    "SELECT indexdef FROM pg_indexes WHERE tablename = 'memory_embeddings' AND indexdef ILIKE '% USING hnsw %'";
+
+fn demo_with(server: &Server, target_section: &str) -> Workspace {
+    Workspace::new(
+        &server.base_url,
+        "",
+        &format!("[target]\n{target_section}\n[scope]\ntenant = \"acme\"\nproject = \"{{assistant.name}}\"\n"),
+    )
+}
+
+/// `index_strategy = "rebuild"`: the dry run says so and leaves the index; the run drops it,
+/// loads, and rebuilds it with its exact definition; Engramia's recall works afterwards.
+#[test]
+fn rebuild_strategy_drops_and_rebuilds_the_hnsw_index() {
+    let url = fresh_database("pg_index_rebuild");
+    engramia_schema(&url);
+    let before = strings(&url, HNSW_DEFINITION);
+    assert_eq!(before.len(), 1, "Engramia's schema has one HNSW index: {before:?}");
+    let server = Server::demo();
+    let ws = demo_with(&server, "index_strategy = \"rebuild\"");
+
+    let plan = migrate_ok(&ws, Path::new(&url), &["--dry-run"]);
+    assert_eq!(plan["index"]["action"], "rebuild", "{plan:#}");
+    assert_eq!(strings(&url, HNSW_DEFINITION), before);
+    assert_eq!(patterns(&url), 0);
+
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(report["index"]["action"], "rebuild", "{report:#}");
+    let notes = report["target_notes"].to_string();
+    assert!(notes.contains("rebuilt the HNSW index idx_memory_embeddings_hnsw"), "{report:#}");
+    assert_eq!(strings(&url, HNSW_DEFINITION), before, "the rebuilt index differs from Engramia's");
+    assert_eq!(count(&url, "SELECT count(*) FROM engram_dropped_indexes"), 0);
+    assert_eq!(embeddings(&url), report_patterns(&report));
+    let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!(found["matches"][0]["task"], ROTATE_TURN, "{found:#}");
+}
+
+/// Under `auto`, a load of a few rows keeps the index (and says why).
+#[test]
+fn auto_strategy_keeps_the_index_for_a_small_load() {
+    let url = fresh_database("pg_index_auto_small");
+    let server = Server::demo();
+    let ws = demo_with(&server, "");
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(report["index"]["action"], "keep", "{report:#}");
+    assert!(report["index"]["reason"].as_str().unwrap().contains("under 2000"), "{report:#}");
+    assert_eq!(report["target_notes"], json!(null), "nothing was rebuilt: {report:#}");
+    assert_eq!(strings(&url, HNSW_DEFINITION).len(), 1);
+}
+
+/// A run stopped between the drop and the rebuild (its note is in engram_dropped_indexes): a
+/// dry run reports it and changes nothing; the next run rebuilds the index even though it has
+/// nothing to write.
+#[test]
+fn an_index_left_dropped_is_rebuilt_by_the_next_run() {
+    let url = fresh_database("pg_index_left_dropped");
+    let server = Server::demo();
+    let ws = demo_with(&server, "");
+    migrate_ok(&ws, Path::new(&url), &[]);
+    let before = strings(&url, HNSW_DEFINITION);
+    exec(
+        &url,
+        "INSERT INTO engram_dropped_indexes (index_name, table_name, definition, run_id) \
+         SELECT indexname, 'memory_embeddings', indexdef, 'engram-killed' FROM pg_indexes \
+         WHERE tablename = 'memory_embeddings' AND indexdef ILIKE '% USING hnsw %'; \
+         DROP INDEX idx_memory_embeddings_hnsw;",
+    );
+    assert!(strings(&url, HNSW_DEFINITION).is_empty());
+
+    let out = migrate(&ws, &url, &["--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an earlier run dropped the HNSW index idx_memory_embeddings_hnsw"), "{}", text(&out));
+    assert!(strings(&url, HNSW_DEFINITION).is_empty(), "a dry run rebuilt the index");
+
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(report["scopes"].as_array().unwrap().iter().map(|s| s["create"].as_i64().unwrap()).sum::<i64>(), 0);
+    assert_eq!(strings(&url, HNSW_DEFINITION), before);
+    assert_eq!(count(&url, "SELECT count(*) FROM engram_dropped_indexes"), 0);
+    assert!(report["target_notes"].to_string().contains("rebuilt the HNSW index"), "{report:#}");
 }

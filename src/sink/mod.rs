@@ -143,6 +143,18 @@ pub trait Sink {
     async fn mark_progress(&mut self, _progress: &RunProgress) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Decides how the load of `adding` new embeddings treats the target's vector index (see
+    /// `postgres::index`) and, when `apply`, prepares it (a real run, before its first write).
+    /// None for targets without such an index.
+    async fn plan_load(&mut self, _adding: u64, _apply: bool) -> Result<Option<postgres::index::IndexChoice>, SinkError> {
+        Ok(None)
+    }
+    /// Puts back whatever `plan_load` took apart (rebuilds a dropped index), and whatever an
+    /// earlier, stopped run left so. Called at the end of every run that is not a dry run,
+    /// also one that failed or was interrupted. Returns what it did, for the user.
+    async fn settle(&mut self) -> Result<Vec<String>, SinkError> {
+        Ok(Vec::new())
+    }
     /// Called once at the end of a run that was not a dry run.
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError>;
 }

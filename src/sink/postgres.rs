@@ -12,6 +12,7 @@
 //! Engramia's tables are never altered, and created only in a database that has none of them.
 
 mod catalog;
+pub mod index;
 mod migrate;
 mod preflight;
 mod write;
@@ -60,6 +61,9 @@ pub struct PgSink {
     warnings: Vec<Warning>,
     /// Near-duplicates to remove, applied in the transaction of the next write.
     removals: IndexMap<Scope, Vec<String>>,
+    index_strategy: crate::config::IndexStrategy,
+    /// Preflight passed: `settle` may rebuild what an earlier run left dropped.
+    preflight_ok: bool,
 }
 
 /// A run id for `engram_runs` and `audit_log`: time and process id (not part of any key, so
@@ -105,7 +109,28 @@ impl PgSink {
             warned: HashSet::new(),
             warnings: Vec::new(),
             removals: IndexMap::new(),
+            index_strategy: crate::config::IndexStrategy::Auto,
+            preflight_ok: false,
         })
+    }
+
+    /// `[target] index_strategy` (default auto).
+    pub fn with_index_strategy(mut self, strategy: crate::config::IndexStrategy) -> Self {
+        self.index_strategy = strategy;
+        self
+    }
+
+    /// Why the HNSW index cannot be dropped for a load, if it cannot.
+    async fn droppable(&mut self) -> Result<Result<(), String>, SinkError> {
+        let cat = self.catalog().await?.clone();
+        if !cat.has_ledger() && !cat.needs_migration() {
+            return Ok(Err("engram cannot keep its note of the drop (no engram_dropped_indexes table)".into()));
+        }
+        if !cat.has("memory_embeddings") {
+            return Ok(Ok(()));
+        }
+        let owns = index::owns_table(&mut self.conn).await.map_err(|e| self.io("reading the owner of memory_embeddings", e))?;
+        Ok(if owns { Ok(()) } else { Err(format!("the role {} does not own memory_embeddings", cat.user)) })
     }
 
     pub fn run_id(&self) -> &str {
@@ -339,8 +364,19 @@ impl Sink for PgSink {
     async fn preflight(&mut self, check: &Preflight) -> Result<Vec<String>, SinkError> {
         self.model = check.model.clone();
         self.catalog = None;
-        let preflight::Verdict { notes, problems } = self.verdict(check).await?;
+        let preflight::Verdict { mut notes, problems } = self.verdict(check).await?;
         if problems.is_empty() {
+            self.preflight_ok = true;
+            if self.catalog().await?.has("engram_dropped_indexes") {
+                let left = index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?;
+                if !left.is_empty() {
+                    let names: Vec<&str> = left.iter().map(|i| i.name.as_str()).collect();
+                    notes.push(format!(
+                        "an earlier run dropped the HNSW index {} for its load and was stopped before rebuilding it; this run rebuilds it (a dry run does not)",
+                        names.join(", ")
+                    ));
+                }
+            }
             return Ok(notes);
         }
         let mut msg = match problems.as_slice() {
@@ -455,6 +491,67 @@ impl Sink for PgSink {
         write::mark_progress(&mut self.conn, &self.run_id, batches, records, p.last_thread.as_deref())
             .await
             .map_err(|e| self.io("recording progress in engram_runs", e))
+    }
+
+    async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<index::IndexChoice>, SinkError> {
+        let cat = self.catalog().await?.clone();
+        // An empty database gets the index from 0001, built over nothing; the table holds 0.
+        let (names, held, left_dropped) = if cat.has("memory_embeddings") {
+            let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
+            let left = match cat.has("engram_dropped_indexes") {
+                true => index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?,
+                false => Vec::new(),
+            };
+            let held = index::row_count(&mut self.conn).await.map_err(|e| self.io("counting memory_embeddings", e))?;
+            let mut names: Vec<String> = present.iter().map(|i| i.name.clone()).collect();
+            names.extend(left.iter().map(|i| i.name.clone()));
+            names.sort();
+            names.dedup();
+            (names, held, left)
+        } else {
+            (vec!["idx_memory_embeddings_hnsw".to_string()], 0, Vec::new())
+        };
+        let droppable = self.droppable().await?;
+        let mut choice = index::choose(self.index_strategy, held, adding, droppable, &names);
+        if !left_dropped.is_empty() {
+            let which: Vec<&str> = left_dropped.iter().map(|i| i.name.as_str()).collect();
+            choice.reason = format!(
+                "{} (an earlier run dropped {} and was stopped before rebuilding it; {})",
+                choice.reason,
+                which.join(", "),
+                if choice.action == "rebuild" { "it stays dropped for this load" } else { "this run rebuilds it" }
+            );
+        }
+        if !apply {
+            return Ok(Some(choice));
+        }
+        self.ensure_schema().await?;
+        if choice.action == "rebuild" {
+            let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
+            index::drop_for_load(&mut self.conn, &self.run_id, &present)
+                .await
+                .map_err(|e| self.io("dropping the HNSW index for the load", e))?;
+        } else if !left_dropped.is_empty() {
+            self.settle().await?;
+        }
+        Ok(Some(choice))
+    }
+
+    async fn settle(&mut self) -> Result<Vec<String>, SinkError> {
+        if !self.preflight_ok {
+            return Ok(Vec::new());
+        }
+        let cat = self.catalog().await?.clone();
+        if !cat.has("engram_dropped_indexes") {
+            return Ok(Vec::new());
+        }
+        let place = self.place.clone();
+        let built = index::restore(&mut self.conn).await.map_err(|e| {
+            SinkError::Io(format!(
+                "rebuilding the HNSW index in PostgreSQL at {place}: {e}. The patterns are written; Engramia searches without the index (slowly) until the next engram run rebuilds it."
+            ))
+        })?;
+        Ok(built.into_iter().map(|(name, took)| format!("rebuilt the HNSW index {name} in {:.1} s", took.as_secs_f64())).collect())
     }
 
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {

@@ -178,7 +178,7 @@ impl ExportDirSource {
     /// An API client for the files stage that reads files and vector stores from the export.
     pub fn files_api(&self, read_run_steps: bool) -> Arc<OpenAiSource> {
         let answers = ExportAnswers { dir: self.dir.clone(), files: self.files.clone() };
-        Arc::new(OpenAiSource::new(Arc::new(Transport::Offline(Box::new(answers))), String::new(), read_run_steps))
+        Arc::new(OpenAiSource::new(Arc::new(Transport::offline(Box::new(answers))), String::new(), read_run_steps))
     }
 
     /// `assistants.json`: a JSON array of assistant objects (a list page is read too).

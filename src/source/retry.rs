@@ -3,7 +3,7 @@
 //! pause shared by every request in flight so that a 429 slows the whole run down instead of
 //! every task hammering the server at once.
 
-use super::transport::{ApiRequest, ApiResponse, Live, TransportError};
+use super::transport::{ApiRequest, ApiResponse, Live, RequestStats, TransportError};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,23 @@ pub struct RetryPolicy {
     pause_until: Arc<Mutex<Option<Instant>>>,
     /// Requests on the wire at once, over all tasks (`[source] concurrency`).
     in_flight: Arc<Semaphore>,
+    concurrency: usize,
+    /// Spacing between request starts, to run near the declared rate limit, not into it.
+    pace: Arc<Mutex<Pace>>,
+    /// Counters for the report.
+    pub stats: Arc<RequestStats>,
+}
+
+/// Request spacing. Starts are spread `interval` apart; the interval follows the server's
+/// `x-ratelimit-*-requests` headers once its budget runs low, and never drops below the
+/// configured `[source] requests_per_minute`.
+#[derive(Debug, Default)]
+struct Pace {
+    next_start: Option<Instant>,
+    /// From the server's headers (zero while its budget is far from spent).
+    declared: Duration,
+    /// From `[source] requests_per_minute`.
+    configured: Duration,
 }
 
 impl RetryPolicy {
@@ -35,12 +52,51 @@ impl RetryPolicy {
             max_delay: Duration::from_secs(30),
             pause_until: Arc::new(Mutex::new(None)),
             in_flight: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY)),
+            concurrency: DEFAULT_CONCURRENCY,
+            pace: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// At most `per_minute` request starts a minute, evenly spaced.
+    pub fn with_requests_per_minute(self, per_minute: Option<u32>) -> Self {
+        if let Some(n) = per_minute.filter(|n| *n > 0) {
+            lock(&self.pace).configured = Duration::from_secs(60) / n;
+        }
+        self
+    }
+
+    /// Waits for this request's start slot and books the next one.
+    async fn take_slot(&self) {
+        let start = {
+            let mut pace = lock(&self.pace);
+            let interval = pace.declared.max(pace.configured);
+            if interval.is_zero() {
+                pace.next_start = None;
+                return;
+            }
+            let now = Instant::now();
+            let start = pace.next_start.filter(|t| *t > now).unwrap_or(now);
+            pace.next_start = Some(start + interval);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+
+    /// Follows the server's declared request budget (see `declared_interval`).
+    fn observe_budget(&self, resp: &ApiResponse) {
+        if let Some(limit) = header_u64(resp, "x-ratelimit-limit-requests") {
+            self.stats.declared_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(interval) = declared_interval(resp, self.concurrency) {
+            lock(&self.pace).declared = interval;
         }
     }
 
     /// At most `n` requests on the wire at once, whoever sends them.
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.in_flight = Arc::new(Semaphore::new(n.max(1)));
+        self.concurrency = n.max(1);
         self
     }
 
@@ -98,10 +154,13 @@ pub(crate) async fn send_with_retry(
         // A closed semaphore is impossible (it is never closed); treat it as no limit.
         let _permit = policy.in_flight.acquire().await.ok();
         policy.wait_for_pause().await;
+        policy.take_slot().await;
         attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        policy.stats.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match live.send_once(req).await {
             Ok(resp) => {
                 observe_rate_budget(&resp, policy);
+                policy.observe_budget(&resp);
                 if should_retry(&resp) {
                     let after = server_delay(&resp);
                     if resp.status == 429 {
@@ -220,6 +279,31 @@ fn budget_pause(resp: &ApiResponse) -> Option<Duration> {
         .max()
 }
 
+fn header_u64(resp: &ApiResponse, name: &str) -> Option<u64> {
+    resp.header(name).and_then(|v| v.trim().parse().ok())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The spacing that keeps a run at, not over, the server's declared request rate. While the
+/// remaining budget is large there is none (`Some(ZERO)`); once it falls to a tenth of the
+/// limit (or to a few requests per task in flight), requests are spaced at the rate the budget
+/// refills: the used part of it (`limit - remaining`) comes back within `reset`. None when the
+/// answer declares no budget.
+fn declared_interval(resp: &ApiResponse, tasks: usize) -> Option<Duration> {
+    let limit = header_u64(resp, "x-ratelimit-limit-requests")?;
+    let remaining = header_u64(resp, "x-ratelimit-remaining-requests")?;
+    let reset = resp.header("x-ratelimit-reset-requests").and_then(parse_go_duration)?;
+    let low = (limit / 10).max(2 * tasks as u64);
+    if remaining > low || limit == 0 {
+        return Some(Duration::ZERO);
+    }
+    let used = limit.saturating_sub(remaining).max(1);
+    Some((reset / used as u32).min(MAX_SERVER_DELAY))
+}
+
 /// Parses Go `time.ParseDuration` strings as OpenAI sends them: `1s`, `6m0s`, `20ms`, `2m59.56s`.
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -308,6 +392,33 @@ mod tests {
             Some(Duration::from_secs(360))
         );
         assert_eq!(server_delay(&resp(500, &[("x-ratelimit-reset-requests", "1s")], "")), None);
+    }
+
+    #[test]
+    fn a_low_budget_spaces_requests_at_the_refill_rate() {
+        let budget = |remaining: &str| resp(200, &[("x-ratelimit-limit-requests", "600"), ("x-ratelimit-remaining-requests", remaining), ("x-ratelimit-reset-requests", "59s")], "");
+        // Far from the limit: no spacing.
+        assert_eq!(declared_interval(&budget("500"), 4), Some(Duration::ZERO));
+        // 590 used, refilled within 59 s: one start every 100 ms, i.e. 600 a minute.
+        assert_eq!(declared_interval(&budget("10"), 4), Some(Duration::from_millis(100)));
+        assert_eq!(declared_interval(&resp(200, &[], ""), 4), None);
+    }
+
+    #[tokio::test]
+    async fn configured_rate_spaces_request_starts() {
+        let policy = RetryPolicy::new(3).with_requests_per_minute(Some(3000));
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            policy.take_slot().await;
+        }
+        // Five starts at 0, 20, 40, 60, 80 ms.
+        assert!(t0.elapsed() >= Duration::from_millis(80), "{:?}", t0.elapsed());
+        let free = RetryPolicy::new(3);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            free.take_slot().await;
+        }
+        assert!(t0.elapsed() < Duration::from_millis(80), "{:?}", t0.elapsed());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Which configured base URL a request goes to.
@@ -223,12 +224,39 @@ fn scrub(body: Bytes, key: &str) -> Bytes {
 }
 
 /// The ways to reach the server.
-pub enum Transport {
+pub enum TransportKind {
     Live(Live),
     Recording(Live, Recorder),
     Replay(FixtureStore),
     /// Answers from data on disk, no network (an export directory's files and vector stores).
     Offline(Box<dyn Offline>),
+}
+
+/// A way to reach the server, counting what goes through it.
+pub struct Transport {
+    kind: TransportKind,
+    pub stats: Arc<RequestStats>,
+}
+
+/// Requests a run made, for the report (`requests`) and the benchmark.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    /// Answered requests to `[source] base_url` (pages, object reads, file contents).
+    pub api: AtomicU64,
+    /// Of those, run-steps pages (`[skills] from_run_steps`).
+    pub run_steps: AtomicU64,
+    /// Answered embeddings requests.
+    pub embeddings: AtomicU64,
+    /// HTTP attempts on the wire, retries included (live only).
+    pub attempts: AtomicU64,
+    /// The last `x-ratelimit-limit-requests` a server declared (0: none).
+    pub declared_limit: AtomicU64,
+}
+
+impl RequestStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 /// What answers requests for `Transport::Offline`: every request gets an answer (an API-style
@@ -238,23 +266,50 @@ pub trait Offline: Send + Sync {
 }
 
 impl Transport {
+    pub fn live(live: Live) -> Transport {
+        let stats = live.retry.stats.clone();
+        Transport { kind: TransportKind::Live(live), stats }
+    }
+
+    pub fn recording(live: Live, recorder: Recorder) -> Transport {
+        let stats = live.retry.stats.clone();
+        Transport { kind: TransportKind::Recording(live, recorder), stats }
+    }
+
+    pub fn replay(store: FixtureStore) -> Transport {
+        Transport { kind: TransportKind::Replay(store), stats: Arc::default() }
+    }
+
+    pub fn offline(answers: Box<dyn Offline>) -> Transport {
+        Transport { kind: TransportKind::Offline(answers), stats: Arc::default() }
+    }
+
     /// Sends a request. HTTP error statuses come back as responses (the caller decides what a
     /// 404 means); only network failures, exhausted retries and replay misses are errors.
     pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, TransportError> {
-        match self {
-            Transport::Live(live) => send_with_retry(live, req, &live.retry).await,
-            Transport::Recording(live, recorder) => {
+        let resp = match &self.kind {
+            TransportKind::Live(live) => send_with_retry(live, req, &live.retry).await?,
+            TransportKind::Recording(live, recorder) => {
                 let resp = send_with_retry(live, req, &live.retry).await?;
                 recorder.record(req, &resp, live.api_key())?;
-                Ok(resp)
+                resp
             }
-            Transport::Replay(store) => store.answer(req),
-            Transport::Offline(offline) => Ok(offline.answer(req)),
+            TransportKind::Replay(store) => store.answer(req)?,
+            TransportKind::Offline(offline) => offline.answer(req),
+        };
+        let s = &self.stats;
+        match req.service {
+            Service::Embeddings => s.embeddings.fetch_add(1, Ordering::Relaxed),
+            Service::Api => s.api.fetch_add(1, Ordering::Relaxed),
+        };
+        if req.path.split('?').next().is_some_and(|p| p.ends_with("/steps")) {
+            s.run_steps.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(resp)
     }
 
     pub fn is_replay(&self) -> bool {
-        matches!(self, Transport::Replay(_))
+        matches!(self.kind, TransportKind::Replay(_))
     }
 }
 

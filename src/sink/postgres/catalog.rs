@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 pub const ENGRAMIA_TABLES: [&str; 5] = ["memory_data", "memory_embeddings", "tenants", "projects", "audit_log"];
 /// Everything `migrations/0001_engramia_tables.sql` creates, for messages.
 pub const CREATED_ENGRAMIA_TABLES: &str = "memory_data, memory_embeddings (vector(1536), HNSW index), tenants, projects, api_keys, audit_log";
-/// engram's own tables (`migrations/0002_engram_ledger.sql`) and sqlx's tracking table.
-pub const LEDGER_TABLES: [&str; 2] = ["engram_runs", "engram_records"];
+/// engram's own tables (`migrations/0002_engram_ledger.sql`, `0003_engram_dropped_indexes.sql`)
+/// and sqlx's tracking table.
+pub const LEDGER_TABLES: [&str; 3] = ["engram_runs", "engram_records", "engram_dropped_indexes"];
 pub const MIGRATIONS_TABLE: &str = "engram_migrations";
 /// The embedding size `0001_engramia_tables.sql` creates: Engramia 0.6.6's PostgresStorage
 /// accepts no other (its `embedding_dim` is 1536).
@@ -104,7 +105,7 @@ impl Catalog {
 
     /// True when the first write must run migrations (create tables, the extension, or both).
     pub fn needs_migration(&self) -> bool {
-        let latest_ledger = self.applied.contains(&2) && self.has_ledger();
+        let latest_ledger = self.applied.contains(&2) && self.applied.contains(&3) && self.has_ledger();
         !latest_ledger || (self.include_engramia_migration() && !self.applied.contains(&1))
     }
 }
