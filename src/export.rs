@@ -49,12 +49,20 @@ pub struct ExportReport {
     pub file_contents: usize,
     pub vector_stores: usize,
     pub warnings: Vec<Warning>,
+    /// Ctrl-C stopped the export: the manifest lists the threads written before it, and no
+    /// files were exported.
+    pub interrupted: bool,
 }
 
 impl ExportReport {
     pub fn render_text(&self) -> String {
+        let headline = if self.interrupted {
+            "interrupted by Ctrl-C (the manifest lists the threads written so far; files were not exported; export again into a new directory for the rest)"
+        } else {
+            "done"
+        };
         let mut out = format!(
-            "engram export: done\n  source   {}\n  out      {}\n  assistants {}\n  threads  {} requested, {} exported, {} failed\n  files    {} objects, {} with content; {} vector stores\n",
+            "engram export: {headline}\n  source   {}\n  out      {}\n  assistants {}\n  threads  {} requested, {} exported, {} failed\n  files    {} objects, {} with content; {} vector stores\n",
             self.source,
             self.out,
             self.assistants,
@@ -111,12 +119,20 @@ pub async fn export(args: &ExportArgs, env: &Env) -> Result<ExportReport, RunErr
     let progress = Progress::threads(ids.len(), !args.quiet);
     let mut failed = Vec::new();
     let mut thread_warnings = Vec::new();
+    let mut exported_ids = Vec::new();
     {
         let ex_ref = &ex;
         let mut threads = futures::stream::iter(ids.iter().cloned())
             .map(|id| async move { ex_ref.thread(&id).await })
             .buffered(config.mapping.source.concurrency);
-        while let Some(result) = threads.next().await {
+        // Ctrl-C: stop taking threads; the manifest then lists the threads written so far.
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = env.interrupt.wait() => None,
+                next = threads.next() => next,
+            };
+            let Some(result) = next else { break };
             let (file, warnings) = result?;
             used.resources(file.thread.as_ref().and_then(|t| t.get("tool_resources")));
             used.files.extend(file.files.keys().cloned());
@@ -124,15 +140,17 @@ pub async fn export(args: &ExportArgs, env: &Env) -> Result<ExportReport, RunErr
                 failed.push(FailedThread { thread_id: file.thread_id.clone(), error: file.errors.first().map(|e| e.error.clone()).unwrap_or_default() });
             }
             ex.write(&format!("threads/{}.json", file.thread_id), &file)?;
+            exported_ids.push(file.thread_id.clone());
             thread_warnings.extend(warnings);
             progress.thread_done(0);
         }
     }
     progress.finish();
     ex.report.warnings.extend(thread_warnings);
+    ex.report.interrupted = env.interrupt.is_set();
     ex.report.threads_failed = failed.len();
-    ex.report.threads_exported = ids.len() - failed.len();
-    if config.mapping.files.enabled {
+    ex.report.threads_exported = exported_ids.len() - failed.len();
+    if config.mapping.files.enabled && !ex.report.interrupted {
         ex.files(used).await?;
     }
     let manifest = json!({
@@ -149,7 +167,9 @@ pub async fn export(args: &ExportArgs, env: &Env) -> Result<ExportReport, RunErr
             "The Assistants API cannot enumerate threads; only the thread ids supplied were exported.",
             "files/<id>.content holds a file's bytes only where the API allowed the download (never for purpose=assistants); vector_stores/<id>.json holds the parsed text OpenAI kept.",
         ],
-        "thread_ids": ids,
+        "thread_ids": exported_ids,
+        "interrupted": ex.report.interrupted,
+        "threads_not_reached": ids.len() - exported_ids.len(),
         "files_count": ex.report.files,
         "vector_stores_count": ex.report.vector_stores,
     });

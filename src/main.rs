@@ -39,6 +39,9 @@ fn try_main(cli: Cli) -> Result<ExitCode, RunError> {
             if !args.quiet {
                 print!("{}", report.render_text());
             }
+            if report.interrupted {
+                return Ok(ExitCode::from(130));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::ExtractPdf(args) => Ok(ExitCode::from(engram::extract::pdf::child_main(&args.file, args.timeout_secs))),

@@ -73,10 +73,10 @@ pub struct RequestReport {
 }
 
 impl RequestReport {
-    /// "1,234 API (56 run steps), 3 embeddings, 0 retries; limit 500/min".
+    /// "1234 API (56 run-steps pages), 3 embeddings, 0 retries; limit 500/min".
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "{} API ({} run steps), {} embeddings, {} retries",
+            "{} API ({} run-steps pages), {} embeddings, {} retries",
             self.api, self.run_steps, self.embeddings, self.retries
         );
         if let Some(r) = self.rate_limit_per_minute {

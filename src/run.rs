@@ -354,24 +354,34 @@ impl<'a> Pipeline<'a> {
         let concurrency = m.source.concurrency;
         let source = self.source.clone();
         // `buffered` keeps the input order, so records (and embedding batches) are the same on
-        // every run whatever the concurrency; at most `concurrency` threads are held at once.
-        let mut fetched = futures::stream::iter(thread_ids.into_iter())
-            .map(move |id| {
-                let source = source.clone();
-                async move {
-                    let result = source.fetch_thread(&id).await;
-                    (id, result)
+        // every run whatever the concurrency. The fetching runs in its own task, so that threads
+        // keep arriving while a batch is embedded and written; the channel bounds how many
+        // wait (memory stays flat however many threads there are).
+        let (tx, mut rx) = tokio::sync::mpsc::channel(concurrency * 4);
+        let fetcher = AbortOnDrop(tokio::spawn(async move {
+            let mut fetched = futures::stream::iter(thread_ids.into_iter())
+                .map(move |id| {
+                    let source = source.clone();
+                    async move {
+                        let result = source.fetch_thread(&id).await;
+                        (id, result)
+                    }
+                })
+                .buffered(concurrency);
+            while let Some(item) = fetched.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
                 }
-            })
-            .buffered(concurrency);
-        // Ctrl-C stops taking threads (the ones in flight are dropped, unread); what was read is
-        // still planned and written below, so the next run starts right after it.
+            }
+        }));
+        // Ctrl-C stops taking threads (the ones in flight or waiting are dropped, unread); what
+        // was read is still planned and written below, so the next run starts right after it.
         let interrupt = self.interrupt.clone();
         loop {
             let next = tokio::select! {
                 biased;
                 _ = interrupt.wait() => None,
-                next = fetched.next() => next,
+                next = rx.recv() => next,
             };
             let Some((id, result)) = next else { break };
             let fetch = match result? {
@@ -413,7 +423,7 @@ impl<'a> Pipeline<'a> {
             progress.thread_done(self.plan.planned_keys() + pending.len());
             self.process_full_batches(sink, &mut pending).await?;
         }
-        drop(fetched);
+        drop(fetcher);
         let files = match m.files.enabled && !self.interrupt.is_set() {
             true => Some(self.migrate_files(sink, file_refs, &mut pending).await?),
             false => None,
@@ -733,5 +743,14 @@ impl<'a> Pipeline<'a> {
         };
         sink.mark_progress(&progress).await?;
         Ok(())
+    }
+}
+
+/// Aborts a spawned task when dropped (the thread fetcher, when the run stops early).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -444,7 +444,7 @@ fn auto_strategy_keeps_the_index_for_a_small_load() {
     let ws = demo_with(&server, "");
     let report = migrate_ok(&ws, Path::new(&url), &[]);
     assert_eq!(report["index"]["action"], "keep", "{report:#}");
-    assert!(report["index"]["reason"].as_str().unwrap().contains("under 2000"), "{report:#}");
+    assert!(report["index"]["reason"].as_str().unwrap().contains("under 200)"), "{report:#}");
     assert_eq!(report["target_notes"], json!(null), "nothing was rebuilt: {report:#}");
     assert_eq!(strings(&url, HNSW_DEFINITION).len(), 1);
 }

@@ -24,7 +24,7 @@ use preflight::dims_message;
 use indexmap::IndexMap;
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
@@ -79,7 +79,11 @@ impl PgSink {
     pub async fn open(url: &str, run_id: String) -> Result<PgSink, SinkError> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| SinkError::Config(format!("target {}: not a PostgreSQL URL ({e})", crate::run::redact_url(url))))?
-            .application_name("engram");
+            .application_name("engram")
+            // Index builds and bulk upserts are slow by nature; sqlx would log each as a
+            // warning on stderr. ENGRAM_LOG=debug still shows them.
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let place = format!(
             "{}:{}/{}",
             opts.get_host(),
