@@ -5,9 +5,8 @@
 //! tokens per request, 8,192 tokens per input (longer inputs are cut to that many tokens), and
 //! never an empty string. Tokens are counted with cl100k_base, the embedding models' tokenizer.
 
-use crate::source::fixtures::decode_embedding;
 use crate::source::transport::{ApiRequest, SharedTransport, TransportError};
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub const MAX_INPUTS_PER_REQUEST: usize = 2048;
 pub const MAX_TOKENS_PER_REQUEST: usize = 300_000;
@@ -130,13 +129,17 @@ impl Embedder {
         if !resp.is_success() {
             return Err(EmbedError::Http { status: resp.status, message: resp.error_message() });
         }
-        let v: Value = serde_json::from_slice(&resp.body).map_err(|e| EmbedError::Malformed(e.to_string()))?;
-        let data = v["data"].as_array().ok_or_else(|| EmbedError::Malformed("no `data` array".into()))?;
+        // Typed, borrowing the base64 text from the body: a full batch is 2048 vectors, and a
+        // `Value` tree of it would hold the answer a second time (many times, for floats).
+        let answer: Answer<'_> = serde_json::from_slice(&resp.body).map_err(|e| EmbedError::Malformed(format!("not an embeddings answer: {e}")))?;
         let mut vectors: Vec<Option<Vec<f32>>> = vec![None; batch.len()];
-        for item in data {
-            let i = item["index"].as_u64().ok_or_else(|| EmbedError::Malformed("an item without `index`".into()))? as usize;
-            let vec = decode_embedding(&item["embedding"])
-                .ok_or_else(|| EmbedError::Malformed(format!("item {i}: `embedding` is neither floats nor base64 f32")))?;
+        for item in answer.data {
+            let i = item.index;
+            let vec = match item.embedding {
+                Encoded::Floats(v) => Some(v),
+                Encoded::Base64(s) => decode_base64_f32(&s),
+            }
+            .ok_or_else(|| EmbedError::Malformed(format!("item {i}: `embedding` is neither floats nor base64 f32")))?;
             if vec.is_empty() || vec.iter().any(|f| !f.is_finite()) {
                 return Err(EmbedError::Malformed(format!("item {i}: empty or non-finite vector")));
             }
@@ -153,6 +156,37 @@ impl Embedder {
         }
         Ok(vectors)
     }
+}
+
+/// `POST /embeddings` as engram reads it.
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow)]
+    data: Vec<Item<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Item<'a> {
+    index: usize,
+    #[serde(borrow)]
+    embedding: Encoded<'a>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Encoded<'a> {
+    Floats(Vec<f32>),
+    Base64(#[serde(borrow)] std::borrow::Cow<'a, str>),
+}
+
+/// Little-endian f32s, base64-encoded (`encoding_format: "base64"`).
+fn decode_base64_f32(s: &str) -> Option<Vec<f32>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 #[cfg(test)]
@@ -176,6 +210,21 @@ mod tests {
         assert!(count_tokens(&text) > MAX_TOKENS_PER_INPUT);
         assert_eq!(count_tokens(&embedding_input(&text)), MAX_TOKENS_PER_INPUT);
         assert_eq!(embedding_input("short"), "short");
+    }
+
+    #[test]
+    fn answers_in_floats_and_base64_decode_alike() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode([0.5f32, -2.0].iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>());
+        let body = format!(r#"{{"object": "list", "data": [{{"index": 1, "embedding": "{b64}"}}, {{"index": 0, "embedding": [0.25, 1.0]}}], "usage": {{}}}}"#);
+        let a: Answer<'_> = serde_json::from_str(&body).unwrap();
+        let decoded: Vec<(usize, Vec<f32>)> = a
+            .data
+            .into_iter()
+            .map(|i| (i.index, match i.embedding { Encoded::Floats(v) => v, Encoded::Base64(s) => decode_base64_f32(&s).unwrap() }))
+            .collect();
+        assert_eq!(decoded, vec![(1, vec![0.5, -2.0]), (0, vec![0.25, 1.0])]);
+        assert_eq!(decode_base64_f32("AAA="), None, "two bytes are not an f32");
     }
 
     #[test]

@@ -6,17 +6,21 @@
 //! `metadata/embedding_config.json`.
 //!
 //! Invariants: every file is replaced atomically (temp file in the same directory, fsync,
-//! rename); within a batch the embedding index and skill registry are written before the
-//! pattern files, so a crash leaves at worst an embedding whose pattern is missing (invisible,
-//! and rewritten by the next run), never a pattern file that is half written. Entries already
-//! in the index or registry under other keys are kept byte for byte.
+//! rename); within a batch the embeddings (appended to the scope's log, see `embeddings_file`)
+//! and the skill registry are made durable before the pattern files, so a crash leaves at worst
+//! an embedding whose pattern is missing (invisible, and rewritten by the next run), never a
+//! pattern file that is half written. The log is merged into `_embeddings.json` at the end of
+//! every run (also an interrupted or failed one), so memory never holds a scope's index.
+//! Entries already in the index or registry under other keys are kept byte for byte.
+
+mod embeddings_file;
 
 use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
 use crate::record::{Scope, content_hash};
 use indexmap::IndexMap;
 use serde_json::Value;
-use serde_json::value::RawValue;
-use std::collections::HashMap;
+use embeddings_file::Log;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -53,43 +57,41 @@ pub fn scope_dir(root: &Path, scope: &Scope) -> PathBuf {
     }
 }
 
-/// In-memory copy of one scope's index files, loaded on first use, with the records written
-/// since they were last flushed to disk.
+/// What the sink keeps of one scope: the keys that have an embedding (in the index or its
+/// log), the skills registry, the vector size. Never the vectors themselves.
 struct ScopeFiles {
     dir: PathBuf,
-    embeddings: IndexMap<String, Box<RawValue>>,
+    embedded: HashSet<String>,
     registry: IndexMap<String, Value>,
-    registry_changed: bool,
     dims: Option<usize>,
-    /// Patterns (key, JSON) accepted by `write` but not yet on disk.
-    pending: Vec<(String, Value)>,
+    log: Log,
 }
 
 impl ScopeFiles {
-    /// `_embeddings.json` holds the whole scope and is rewritten on every flush, so flushing
-    /// after every batch would cost O(n²) on a large scope. Flushing once the unflushed records
-    /// reach an eighth of what is on disk keeps the total geometric (about 9x the final size)
-    /// while a kill loses at most that eighth, which the next run re-embeds.
-    fn due(&self) -> bool {
-        let on_disk = self.embeddings.len().saturating_sub(self.pending.len());
-        !self.pending.is_empty() && self.pending.len() >= (on_disk / 8).max(1)
+    fn load(dir: PathBuf) -> Result<ScopeFiles, SinkError> {
+        let index = dir.join(embeddings_file::INDEX);
+        let mut embedded = HashSet::new();
+        let mut dims = None;
+        embeddings_file::for_each(&index, |key, raw| {
+            if dims.is_none() {
+                dims = embeddings_file::vector_len(raw.get());
+            }
+            embedded.insert(key);
+            embeddings_file::Step::Continue
+        })?;
+        // A log a killed run left: its vectors count (the next merge writes them).
+        let log = Log::new(&dir);
+        if dims.is_none() {
+            dims = log.first_vector_len()?;
+        }
+        embedded.extend(log.keys()?);
+        let registry: IndexMap<String, Value> = read_json_or_default(&dir.join("skills/_registry.json"))?;
+        Ok(ScopeFiles { dir, embedded, registry, dims, log })
     }
 
-    /// Index and registry first, then the pattern files: see the module's invariants.
-    fn flush(&mut self) -> Result<(), SinkError> {
-        if self.pending.is_empty() && !self.registry_changed {
-            return Ok(());
-        }
-        write_atomic(&self.dir.join("_embeddings.json"), &to_json(&self.embeddings)?)?;
-        if self.registry_changed {
-            write_atomic(&self.dir.join("skills/_registry.json"), &to_json(&self.registry)?)?;
-            self.registry_changed = false;
-        }
-        for (key, pattern) in std::mem::take(&mut self.pending) {
-            let path = self.dir.join(format!("{}.json", checked_key(&key)?));
-            write_atomic(&path, &to_json(&pattern)?)?;
-        }
-        Ok(())
+    /// Folds the log into `_embeddings.json` (and drops `removed`).
+    fn merge(&mut self, removed: &HashSet<String>) -> Result<(), SinkError> {
+        embeddings_file::merge(&self.dir, removed)
     }
 }
 
@@ -97,8 +99,6 @@ pub struct JsonDirSink {
     root: PathBuf,
     model: String,
     scopes: HashMap<Scope, ScopeFiles>,
-    /// The run's progress as of the last `mark_progress`; on disk once everything is flushed.
-    progress: Option<RunProgress>,
 }
 
 /// engram's run marker at the root. Engramia skips files whose name starts with `_`.
@@ -113,16 +113,12 @@ struct RunMarker {
 
 impl JsonDirSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new(), progress: None }
+        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new() }
     }
 
     fn scope_files(&mut self, scope: &Scope) -> Result<&mut ScopeFiles, SinkError> {
         if !self.scopes.contains_key(scope) {
-            let dir = scope_dir(&self.root, scope);
-            let embeddings: IndexMap<String, Box<RawValue>> = read_json_or_default(&dir.join("_embeddings.json"))?;
-            let registry: IndexMap<String, Value> = read_json_or_default(&dir.join("skills/_registry.json"))?;
-            let dims = embeddings.values().next().and_then(|raw| vector_len(raw.get()));
-            let files = ScopeFiles { dir, embeddings, registry, registry_changed: false, dims, pending: Vec::new() };
+            let files = ScopeFiles::load(scope_dir(&self.root, scope))?;
             self.scopes.insert(scope.clone(), files);
         }
         Ok(self.scopes.get_mut(scope).expect("inserted above"))
@@ -168,8 +164,7 @@ impl Sink for JsonDirSink {
         }
         if let Some(expected) = check.dimensions {
             for index in embedding_indexes(&self.root) {
-                let map: IndexMap<String, Box<RawValue>> = read_json_or_default(&index)?;
-                if let Some(found) = map.values().next().and_then(|raw| vector_len(raw.get()))
+                if let Some(found) = embeddings_file::first_vector_len(&index)?
                     && found != expected
                 {
                     return Err(SinkError::Config(format!(
@@ -197,7 +192,7 @@ impl Sink for JsonDirSink {
                 .unwrap_or_default();
             out.insert(
                 key.clone(),
-                Existing { hash: content_hash(&pattern, &skills), has_embedding: files.embeddings.contains_key(key) },
+                Existing { hash: content_hash(&pattern, &skills), has_embedding: files.embedded.contains(key) },
             );
         }
         Ok(out)
@@ -210,6 +205,7 @@ impl Sink for JsonDirSink {
         }
         for (scope, items) in by_scope {
             let files = self.scope_files(scope)?;
+            let mut raws = Vec::with_capacity(items.len());
             for e in &items {
                 let len = e.embedding.len();
                 match files.dims {
@@ -220,22 +216,31 @@ impl Sink for JsonDirSink {
                     }
                     _ => files.dims = Some(len),
                 }
-                let raw = serde_json::value::to_raw_value(&e.embedding).map_err(|err| SinkError::Io(err.to_string()))?;
-                files.embeddings.insert(e.record.key.clone(), raw);
+                checked_key(&e.record.key)?;
+                raws.push(serde_json::value::to_raw_value(&e.embedding).map_err(|err| SinkError::Io(err.to_string()))?);
+            }
+            // Embeddings, then the registry, then the patterns: see the module's invariants.
+            files.log.append(items.iter().zip(&raws).map(|(e, raw)| (e.record.key.as_str(), &**raw)))?;
+            let mut registry_changed = false;
+            for e in &items {
+                files.embedded.insert(e.record.key.clone());
                 let skills = Value::from(e.record.skills.clone());
                 if e.record.skills.is_empty() {
-                    files.registry_changed |= files.registry.shift_remove(&e.record.key).is_some();
+                    registry_changed |= files.registry.shift_remove(&e.record.key).is_some();
                 } else if files.registry.get(&e.record.key) != Some(&skills) {
                     files.registry.insert(e.record.key.clone(), skills);
-                    files.registry_changed = true;
+                    registry_changed = true;
                 }
-                files.pending.push((e.record.key.clone(), e.record.pattern.clone()));
             }
-            if files.due() {
-                files.flush()?;
+            if registry_changed {
+                write_atomic(&files.dir.join("skills/_registry.json"), &to_json(&files.registry)?)?;
+            }
+            for e in &items {
+                let path = files.dir.join(format!("{}.json", checked_key(&e.record.key)?));
+                write_atomic(&path, &to_json(&e.record.pattern)?)?;
             }
         }
-        self.write_marker_if_flushed()
+        Ok(())
     }
 
     async fn scope_patterns(&mut self, scope: &Scope) -> Result<Vec<StoredPattern>, SinkError> {
@@ -262,15 +267,15 @@ impl Sink for JsonDirSink {
 
     async fn remove(&mut self, scope: &Scope, keys: &[String]) -> Result<(), SinkError> {
         let files = self.scope_files(scope)?;
-        files.flush()?;
-        let mut registry_changed = false;
-        for key in keys {
-            files.embeddings.shift_remove(key);
-            registry_changed |= files.registry.shift_remove(key).is_some();
-        }
+        let removed: HashSet<String> = keys.iter().cloned().collect();
         // Index first, then the files: a crash in between leaves a pattern without embedding,
         // which the next run's plan sees and repairs.
-        write_atomic(&files.dir.join("_embeddings.json"), &to_json(&files.embeddings)?)?;
+        files.merge(&removed)?;
+        let mut registry_changed = false;
+        for key in keys {
+            files.embedded.remove(key);
+            registry_changed |= files.registry.shift_remove(key).is_some();
+        }
         if registry_changed {
             write_atomic(&files.dir.join("skills/_registry.json"), &to_json(&files.registry)?)?;
         }
@@ -296,15 +301,22 @@ impl Sink for JsonDirSink {
     }
 
     async fn mark_progress(&mut self, progress: &RunProgress) -> Result<(), SinkError> {
-        self.progress = Some(progress.clone());
-        self.write_marker_if_flushed()
+        // Everything of the batch is on disk (the embeddings in the log): the marker may say so.
+        let marker = RunMarker { status: "running".into(), progress: progress.clone() };
+        write_atomic(&self.root.join(RUN_MARKER), &to_json(&marker)?)
+    }
+
+    async fn settle(&mut self) -> Result<Vec<String>, SinkError> {
+        for files in self.scopes.values_mut() {
+            if files.log.exists() {
+                files.merge(&HashSet::new())?;
+            }
+        }
+        Ok(Vec::new())
     }
 
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {
-        for files in self.scopes.values_mut() {
-            files.flush()?;
-        }
-        self.write_marker_if_flushed()?;
+        self.settle().await?;
         let marker_path = self.root.join(RUN_MARKER);
         if let Some(mut marker) = read_json_opt::<RunMarker>(&marker_path).unwrap_or(None) {
             marker.status = "completed".into();
@@ -320,23 +332,6 @@ impl Sink for JsonDirSink {
             write_atomic(&meta_path, &to_json(&meta)?)?;
         }
         Ok(())
-    }
-}
-
-impl JsonDirSink {
-    /// The run marker claims only what is on disk: it is written when no scope has unflushed
-    /// records.
-    fn write_marker_if_flushed(&mut self) -> Result<(), SinkError> {
-        if self.scopes.values().any(|f| !f.pending.is_empty()) {
-            return Ok(());
-        }
-        match &self.progress {
-            Some(progress) => {
-                let marker = RunMarker { status: "running".into(), progress: progress.clone() };
-                write_atomic(&self.root.join(RUN_MARKER), &to_json(&marker)?)
-            }
-            None => Ok(()),
-        }
     }
 }
 
@@ -366,10 +361,6 @@ fn embedding_indexes(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn vector_len(raw: &str) -> Option<usize> {
-    serde_json::from_str::<Vec<Value>>(raw).ok().map(|v| v.len())
 }
 
 fn probe_writable(dir: &Path) -> Result<(), SinkError> {
