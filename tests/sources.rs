@@ -342,3 +342,46 @@ fn conversations_into_postgres_are_recalled_by_engramia() {
     assert_eq!(docs["matches"][0]["task"], "How do I enable single sign-on?", "{docs:#}");
     assert_eq!(docs["pattern_count"], 55);
 }
+
+/// The first Ctrl-C stops `engram export` from taking threads: exit 130, and a manifest that
+/// lists exactly the thread files written, so that the directory migrates what it holds.
+#[test]
+fn engram_export_stops_on_the_first_ctrl_c_with_a_manifest_of_what_it_wrote() {
+    let slow = Server::start(
+        demo_account(),
+        Options {
+            api_key: Some(TEST_KEY.into()),
+            faults: engram::standin::Faults { delay_ms: 150, ..Default::default() },
+            ..Options::default()
+        },
+    );
+    let ws = Workspace::new(&slow.base_url, "concurrency = 1", "[scope]\ntenant = \"acme\"\n");
+    let out_dir = ws.path("export");
+    let child = engram()
+        .args(["export", "--config"])
+        .arg(ws.mapping())
+        .arg("--out")
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let threads_written = || std::fs::read_dir(out_dir.join("threads")).map(|d| d.count()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while threads_written() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no thread exported within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("engram export: interrupted"), "{}", text(&out));
+
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["interrupted"], true, "{manifest:#}");
+    let listed = manifest["thread_ids"].as_array().unwrap().len();
+    assert_eq!(listed, threads_written(), "{manifest:#}");
+    assert!(listed < 8, "the export was not interrupted: {manifest:#}");
+    assert_eq!(manifest["threads_not_reached"].as_u64().unwrap() as usize, 8 - listed, "{manifest:#}");
+}

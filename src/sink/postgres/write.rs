@@ -137,40 +137,104 @@ pub async fn insert_scopes(conn: &mut PgConnection, scopes: &[Scope]) -> Result<
     Ok(())
 }
 
-/// Upserts the patterns; returns the keys that were inserted (the rest were updated).
+/// Upserts the patterns; returns the keys that were inserted (the rest were updated). Each
+/// table gets one binary COPY into a temporary staging table and one set-based upsert from it
+/// (COPY is PostgreSQL's fastest way in; the upsert is what makes a rerun idempotent). The
+/// staging tables empty themselves at commit, and vanish with the connection.
 pub async fn upsert_patterns(conn: &mut PgConnection, batch: &[&Embedded]) -> Result<Vec<String>, Sql> {
-    let col = |f: fn(&Embedded) -> String| batch.iter().map(|e| f(e)).collect::<Vec<String>>();
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS engram_stage_data \
+             (key text, tenant_id text, project_id text, data text, classification text, origin text) ON COMMIT DELETE ROWS; \
+         CREATE TEMP TABLE IF NOT EXISTS engram_stage_embeddings \
+             (key text, tenant_id text, project_id text, embedding vector) ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *conn)
+    .await?;
+
+    let mut data = BinaryCopy::new();
+    let mut vectors = BinaryCopy::new();
+    for e in batch {
+        let r = &e.record;
+        data.row(&[&r.key, &r.scope.tenant, &r.scope.project, &r.pattern.to_string(), &r.classification, &r.origin]);
+        vectors.row(&[&r.key, &r.scope.tenant, &r.scope.project]);
+        vectors.vector(&e.embedding);
+    }
+    copy_in(conn, "COPY engram_stage_data FROM STDIN (FORMAT binary)", data.finish()).await?;
+    copy_in(conn, "COPY engram_stage_embeddings FROM STDIN (FORMAT binary)", vectors.finish()).await?;
+
     let rows: Vec<(String, bool)> = sqlx::query_as(
         "INSERT INTO memory_data (key, tenant_id, project_id, data, classification, source, run_id, updated_at) \
-         SELECT u.key, u.tenant_id, u.project_id, u.data::json, u.classification, 'import', u.origin, now()::text \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-              AS u(key, tenant_id, project_id, data, classification, origin) \
+         SELECT s.key, s.tenant_id, s.project_id, s.data::json, s.classification, 'import', s.origin, now()::text \
+         FROM engram_stage_data s \
          ON CONFLICT (tenant_id, project_id, key) DO UPDATE SET \
               data = EXCLUDED.data, classification = EXCLUDED.classification, source = EXCLUDED.source, \
               run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at \
          RETURNING key, (xmax = 0)",
     )
-    .bind(col(|e| e.record.key.clone()))
-    .bind(col(|e| e.record.scope.tenant.clone()))
-    .bind(col(|e| e.record.scope.project.clone()))
-    .bind(col(|e| e.record.pattern.to_string()))
-    .bind(col(|e| e.record.classification.clone()))
-    .bind(col(|e| e.record.origin.clone()))
     .fetch_all(&mut *conn)
     .await?;
-    let vectors: Vec<pgvector::Vector> = batch.iter().map(|e| pgvector::Vector::from(e.embedding.clone())).collect();
     sqlx::query(
         "INSERT INTO memory_embeddings (key, tenant_id, project_id, embedding) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::vector[]) \
+         SELECT s.key, s.tenant_id, s.project_id, s.embedding FROM engram_stage_embeddings s \
          ON CONFLICT (tenant_id, project_id, key) DO UPDATE SET embedding = EXCLUDED.embedding",
     )
-    .bind(col(|e| e.record.key.clone()))
-    .bind(col(|e| e.record.scope.tenant.clone()))
-    .bind(col(|e| e.record.scope.project.clone()))
-    .bind(vectors)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
     Ok(rows.into_iter().filter(|(_, inserted)| *inserted).map(|(k, _)| k).collect())
+}
+
+async fn copy_in(conn: &mut PgConnection, statement: &str, bytes: Vec<u8>) -> Result<(), Sql> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(bytes).await {
+        // The connection must leave COPY mode before it can report anything else.
+        let _ = copy.abort(e.to_string()).await;
+        return Err(e);
+    }
+    copy.finish().await.map(drop)
+}
+
+/// Rows in PostgreSQL's binary COPY format (header, then per row a field count and each field
+/// as a length and its bytes, then the trailer). Text fields are UTF-8; a `vector` field is
+/// pgvector's binary form: dimensions (int16), 0 (int16), the floats (big-endian float4).
+struct BinaryCopy {
+    buf: Vec<u8>,
+    /// The field count position of the current row (`vector` adds one field to it).
+    row_start: usize,
+}
+
+impl BinaryCopy {
+    fn new() -> Self {
+        let mut buf = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        BinaryCopy { buf, row_start: 0 }
+    }
+
+    fn row(&mut self, texts: &[&str]) {
+        self.row_start = self.buf.len();
+        self.buf.extend_from_slice(&(texts.len() as i16).to_be_bytes());
+        for t in texts {
+            self.buf.extend_from_slice(&(t.len() as i32).to_be_bytes());
+            self.buf.extend_from_slice(t.as_bytes());
+        }
+    }
+
+    fn vector(&mut self, v: &[f32]) {
+        let count = i16::from_be_bytes([self.buf[self.row_start], self.buf[self.row_start + 1]]) + 1;
+        self.buf[self.row_start..self.row_start + 2].copy_from_slice(&count.to_be_bytes());
+        self.buf.extend_from_slice(&((4 + 4 * v.len()) as i32).to_be_bytes());
+        self.buf.extend_from_slice(&(v.len() as i16).to_be_bytes());
+        self.buf.extend_from_slice(&0i16.to_be_bytes());
+        for f in v {
+            self.buf.extend_from_slice(&f.to_be_bytes());
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
 }
 
 /// Applies `entries` (key -> skills; empty skills unregister the key) to the scope's registry
