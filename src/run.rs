@@ -296,7 +296,7 @@ impl<'a> Pipeline<'a> {
     /// The run, then `Sink::settle` whatever happened (a dropped index is rebuilt even when
     /// the run failed or was interrupted).
     async fn run<S: Sink>(self, mut sink: S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
-        let (dry_run, quiet) = (self.args.dry_run, self.args.quiet);
+        let (dry_run, quiet, started) = (self.args.dry_run, self.args.quiet, self.started);
         let result = self.run_body(&mut sink, thread_ids, id_warnings).await;
         if dry_run {
             return result;
@@ -304,6 +304,7 @@ impl<'a> Pipeline<'a> {
         match (result, sink.settle().await) {
             (Ok(mut report), Ok(notes)) => {
                 report.target_notes = notes;
+                report.elapsed_secs = started.elapsed().as_secs_f64();
                 Ok(report)
             }
             (Ok(_), Err(e)) => Err(e.into()),
@@ -356,8 +357,9 @@ impl<'a> Pipeline<'a> {
         // `buffered` keeps the input order, so records (and embedding batches) are the same on
         // every run whatever the concurrency. The fetching runs in its own task, so that threads
         // keep arriving while a batch is embedded and written; the channel bounds how many
-        // wait (memory stays flat however many threads there are).
-        let (tx, mut rx) = tokio::sync::mpsc::channel(concurrency * 4);
+        // wait (memory stays flat however many threads there are), and holds about a batch's
+        // worth of typical threads so that the fetcher rarely waits for the writer.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(concurrency * 12);
         let fetcher = AbortOnDrop(tokio::spawn(async move {
             let mut fetched = futures::stream::iter(thread_ids.into_iter())
                 .map(move |id| {

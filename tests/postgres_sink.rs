@@ -479,3 +479,25 @@ fn an_index_left_dropped_is_rebuilt_by_the_next_run() {
     assert_eq!(count(&url, "SELECT count(*) FROM engram_dropped_indexes"), 0);
     assert!(report["target_notes"].to_string().contains("rebuilt the HNSW index"), "{report:#}");
 }
+
+/// A load of several full batches (each COPY sent in chunks) into an empty database: every row
+/// arrives once, with its embedding, and a rerun changes nothing.
+#[test]
+fn several_batches_load_every_row_once() {
+    let url = fresh_database("pg_several_batches");
+    let account = engram::standin::Account::from_json(engram::standin::synthetic_account(40, 40, 0, 3)).unwrap();
+    let ids = account.thread_ids();
+    let server = Server::start(account, engram::standin::Options { api_key: Some(TEST_KEY.into()), ..Default::default() });
+    let ws = Workspace::new(&server.base_url, "", "[target]\nbatch_size = 300\n[scope]\ntenant = \"bench\"\n");
+    std::fs::write(ws.path("thread_ids.txt"), ids.join("\n")).unwrap();
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    let total = report_patterns(&report);
+    assert!(total > 800, "{report:#}");
+    assert_eq!(patterns(&url), total);
+    assert_eq!(embeddings(&url), total);
+    assert_eq!(count(&url, "SELECT count(*) FROM memory_embeddings WHERE vector_dims(embedding) <> 1536"), 0);
+    assert_eq!(report["embedding"]["requests"], json!((total + 299) / 300), "{report:#}");
+    let again = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(again["scopes"].as_array().unwrap().iter().map(|s| s["unchanged"].as_i64().unwrap()).sum::<i64>(), total);
+    assert_eq!((patterns(&url), embeddings(&url)), (total, total));
+}

@@ -31,7 +31,8 @@ pub enum OnDuplicate {
 #[derive(Debug, Default)]
 pub struct PlanState {
     pub policy: OnDuplicate,
-    seen: HashSet<String>,
+    /// Keys planned so far, as 128-bit digests (a large run plans hundreds of thousands).
+    seen: HashSet<u128>,
     indexes: HashMap<Scope, NearDupIndex>,
     stored: HashMap<Scope, usize>,
     /// engram-written keys by their identity part (see `identity_of`), per scope.
@@ -108,7 +109,7 @@ pub fn plan_batch(records: Vec<Record>, existing: &HashMap<String, Existing>, st
         .into_iter()
         .map(|record| {
             let mut replaces = None;
-            let (action, reason) = if !state.seen.insert(record.key.clone()) {
+            let (action, reason) = if !state.seen.insert(key_digest(&record.key)) {
                 (Action::Skip, Some("the same record was planned earlier in this run".to_string()))
             } else if record.task().trim().is_empty() {
                 (Action::Skip, Some("empty task: nothing to embed or recall".to_string()))
@@ -131,6 +132,14 @@ pub fn plan_batch(records: Vec<Record>, existing: &HashMap<String, Existing>, st
             Planned { record, action, reason, replaces }
         })
         .collect()
+}
+
+/// The first 128 bits of the key's SHA-256: collisions are out of reach, and the set of keys a
+/// run has planned takes 16 bytes a key instead of the key.
+fn key_digest(key: &str) -> u128 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(key.as_bytes());
+    u128::from_be_bytes(d[..16].try_into().expect("a SHA-256 digest has 32 bytes"))
 }
 
 /// The part of an engram key that names where the record came from: `<ms>_<6 chars>` of

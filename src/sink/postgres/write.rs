@@ -152,15 +152,33 @@ pub async fn upsert_patterns(conn: &mut PgConnection, batch: &[&Embedded]) -> Re
     .await?;
 
     let mut data = BinaryCopy::new();
-    let mut vectors = BinaryCopy::new();
     for e in batch {
         let r = &e.record;
         data.row(&[&r.key, &r.scope.tenant, &r.scope.project, &r.pattern.to_string(), &r.classification, &r.origin]);
-        vectors.row(&[&r.key, &r.scope.tenant, &r.scope.project]);
-        vectors.vector(&e.embedding);
     }
     copy_in(conn, "COPY engram_stage_data FROM STDIN (FORMAT binary)", data.finish()).await?;
-    copy_in(conn, "COPY engram_stage_embeddings FROM STDIN (FORMAT binary)", vectors.finish()).await?;
+    // The vectors (12.5 MB for 2048 of 1536 dimensions) go in chunks, not as one buffer.
+    let mut copy = conn.copy_in_raw("COPY engram_stage_embeddings FROM STDIN (FORMAT binary)").await?;
+    let sent: Result<(), Sql> = async {
+        for chunk in batch.chunks(256) {
+            let mut vectors = BinaryCopy::new_part(std::ptr::eq(chunk.as_ptr(), batch.as_ptr()));
+            for e in chunk {
+                let r = &e.record;
+                vectors.row(&[&r.key, &r.scope.tenant, &r.scope.project]);
+                vectors.vector(&e.embedding);
+            }
+            let last = std::ptr::eq(chunk.as_ptr_range().end, batch.as_ptr_range().end);
+            copy.send(if last { vectors.finish() } else { vectors.buf }).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = sent {
+        // The connection must leave COPY mode before it can report anything else.
+        let _ = copy.abort(e.to_string()).await;
+        return Err(e);
+    }
+    copy.finish().await?;
 
     let rows: Vec<(String, bool)> = sqlx::query_as(
         "INSERT INTO memory_data (key, tenant_id, project_id, data, classification, source, run_id, updated_at) \
@@ -204,10 +222,17 @@ struct BinaryCopy {
 
 impl BinaryCopy {
     fn new() -> Self {
+        Self::new_part(true)
+    }
+
+    /// A part of one COPY stream: only the first part carries the header.
+    fn new_part(first: bool) -> Self {
         let mut buf = Vec::with_capacity(1 << 20);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        if first {
+            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+            buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        }
         BinaryCopy { buf, row_start: 0 }
     }
 
