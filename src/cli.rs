@@ -8,7 +8,7 @@ use std::path::PathBuf;
     name = "engram",
     version,
     about = "Move OpenAI Assistants data (threads, messages, runs, tools) into Engramia",
-    long_about = "Move OpenAI Assistants data into Engramia.\n\nengram reads assistants, threads (by id), messages, runs and run steps from the OpenAI API, a compatible server, or recorded fixtures; maps user->assistant turns to Engramia patterns and function tools to skills; embeds each pattern's task; and writes Engramia's own storage.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict, 130 interrupted by Ctrl-C (the batch in flight is finished and the report written; a second Ctrl-C stops at once; a rerun resumes)."
+    long_about = "Move OpenAI Assistants data into Engramia.\n\nengram reads assistants, threads (by id), messages, runs, run steps, files and vector stores from the OpenAI API, a compatible server, recorded fixtures, or exports ([source] kind: openai, ndjson, export-dir, conversations); maps user->assistant turns to Engramia patterns, function tools to skills and documents to chunk patterns; embeds each pattern's task; and writes Engramia's own storage: a JSON directory or a PostgreSQL + pgvector database.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict, 130 interrupted by Ctrl-C (the batch in flight is finished and the report written; a second Ctrl-C stops at once; a rerun resumes)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -56,7 +56,8 @@ pub struct MigrateArgs {
     /// The mapping file; relative paths in it are relative to the file.
     #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
     pub config: PathBuf,
-    /// Overrides [target] url: a directory (Engramia JSON storage).
+    /// Overrides [target] url: a directory (Engramia's JSON storage) or a postgres:// URL
+    /// (Engramia's PostgreSQL + pgvector database).
     #[arg(long, value_name = "DIR_OR_URL")]
     pub target: Option<String>,
     /// Write the run's report as JSON to FILE.

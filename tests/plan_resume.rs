@@ -265,3 +265,27 @@ fn detailed_report_lists_every_record_with_its_decision() {
     assert!(records.iter().all(|r| r["key"].as_str().unwrap().starts_with("patterns/")));
     assert!(records.iter().any(|r| r["kind"] == "tool") && records.iter().any(|r| r["kind"] == "message_pair"));
 }
+
+/// The dry run counts the requests it made, and predicts those of the real run (the same reads
+/// plus its embeddings requests) and their time at `[source] requests_per_minute`.
+#[test]
+fn a_dry_run_predicts_the_requests_of_the_real_run_and_their_time() {
+    let server = Server::demo();
+    let ws = Workspace::new(&server.base_url, "requests_per_minute = 6000", "[scope]\ntenant = \"acme\"\nproject = \"{assistant.name}\"\n");
+    let plan = migrate_ok(&ws, &ws.path("data"), &["--dry-run"]);
+    let r = &plan["requests"];
+    let reads = server.stats().requests;
+    assert_eq!(r["api"].as_u64(), Some(reads), "{plan:#}");
+    assert_eq!(r["retries"], 0);
+    assert!(r["run_steps"].as_u64().unwrap() > 0, "{plan:#}");
+    assert_eq!(r["embeddings"], plan["embedding"]["requests"]);
+    let estimated = r["estimated_requests"].as_u64().unwrap();
+    assert_eq!(estimated, reads + r["embeddings"].as_u64().unwrap());
+    assert_eq!(r["rate_limit_per_minute"], 6000);
+    assert!((r["estimated_minutes"].as_f64().unwrap() - estimated as f64 / 6000.0).abs() < 1e-9, "{plan:#}");
+
+    let real = migrate_ok(&ws, &ws.path("data"), &[]);
+    assert_eq!(server.stats().requests - reads, estimated, "the real run made other requests than predicted: {real:#}");
+    assert_eq!(real["requests"]["api"].as_u64().unwrap() + real["requests"]["embeddings"].as_u64().unwrap(), estimated);
+    assert!(real["requests"].get("estimated_requests").is_none());
+}
