@@ -318,6 +318,15 @@ impl Config {
                 None
             }
         };
+        // An NDJSON export has no thread metadata: such a template could never resolve.
+        if let (Some(SourceKind::Ndjson), Some(t)) = (source_kind, &project_template)
+            && let Some(key) = t.metadata_keys().first()
+            && mapping.scope.default_project.is_none()
+        {
+            problems.push(format!(
+                "[scope] project uses {{thread.metadata.{key}}}, but an NDJSON export carries no thread metadata; use {{assistant.name}}, {{assistant.id}} or {{thread.id}}, or set [scope] default_project"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(format!(
                 "{}: {} problem{}:\n  - {}",
@@ -693,6 +702,13 @@ mod source_kinds {
         assert!(e.contains("names the assistant, but conversations have none"), "{e}");
         let e = load("[source]\nkind = \"ndjson\"\npath = \"x\"\n[scope.assistants]\n\"asst_1\" = \" \"\n").unwrap_err().0;
         assert!(e.contains("must both be non-empty"), "{e}");
+    }
+
+    #[test]
+    fn ndjson_cannot_resolve_thread_metadata() {
+        let e = load("[source]\nkind = \"ndjson\"\npath = \"x.ndjson\"\n[scope]\nproject = \"{thread.metadata.team}\"\n").unwrap_err().0;
+        assert!(e.contains("{thread.metadata.team}") && e.contains("no thread metadata"), "{e}");
+        load("[source]\nkind = \"ndjson\"\npath = \"x.ndjson\"\n[scope]\nproject = \"{thread.metadata.team}\"\ndefault_project = \"all\"\n").unwrap();
     }
 
     #[test]

@@ -87,6 +87,17 @@ impl ScopeTemplate {
         self.parts.iter().any(|p| matches!(p, Part::AssistantName | Part::AssistantId))
     }
 
+    /// The `{thread.metadata.KEY}` keys the template reads.
+    pub fn metadata_keys(&self) -> Vec<&str> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::ThreadMetadata(k) => Some(k.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// True when rendering only needs the assistant: such templates can be checked for every
     /// assistant at start-up.
     pub fn needs_only_assistant(&self) -> bool {
