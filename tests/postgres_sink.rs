@@ -501,3 +501,55 @@ fn several_batches_load_every_row_once() {
     assert_eq!(again["scopes"].as_array().unwrap().iter().map(|s| s["unchanged"].as_i64().unwrap()).sum::<i64>(), total);
     assert_eq!((patterns(&url), embeddings(&url)), (total, total));
 }
+
+/// The real thing: a run killed (SIGKILL) after it dropped the index for its load leaves the
+/// note; the next run rebuilds the index with its exact definition and finishes the load.
+#[test]
+fn a_run_killed_after_dropping_the_index_is_repaired_by_the_next() {
+    let url = fresh_database("pg_index_killed");
+    engramia_schema(&url);
+    let before = strings(&url, HNSW_DEFINITION);
+    let slow = Server::start(
+        demo_account(),
+        engram::standin::Options {
+            api_key: Some(TEST_KEY.into()),
+            faults: engram::standin::Faults { delay_ms: 60, ..Default::default() },
+            ..Default::default()
+        },
+    );
+    let ws = Workspace::new(
+        &slow.base_url,
+        "concurrency = 1",
+        "[target]\nbatch_size = 4\nindex_strategy = \"rebuild\"\n[scope]\ntenant = \"acme\"\nproject = \"{assistant.name}\"\n",
+    );
+    let mut child = engram()
+        .args(["migrate", "--quiet", "--config"])
+        .arg(ws.mapping())
+        .arg("--target")
+        .arg(&url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(&url, "SELECT count(*) FROM pg_tables WHERE tablename = 'engram_dropped_indexes'") == 0
+        || count(&url, "SELECT count(*) FROM engram_dropped_indexes") == 0
+    {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "the index was not dropped within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL: no rebuild
+    child.wait().unwrap();
+    assert!(strings(&url, HNSW_DEFINITION).is_empty(), "the index should be missing after the kill");
+
+    let fast = Server::demo();
+    let ws2 = Workspace::new(&fast.base_url, "", "[target]\nindex_strategy = \"keep\"\n[scope]\ntenant = \"acme\"\nproject = \"{assistant.name}\"\n");
+    let report = migrate_ok(&ws2, Path::new(&url), &[]);
+    assert_eq!(strings(&url, HNSW_DEFINITION), before, "{report:#}");
+    assert_eq!(count(&url, "SELECT count(*) FROM engram_dropped_indexes"), 0);
+    assert!(report["index"]["reason"].as_str().unwrap().contains("an earlier run dropped idx_memory_embeddings_hnsw"), "{report:#}");
+    assert_eq!(embeddings(&url), report_patterns(&report));
+    let found = recall(&fast, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!(found["matches"][0]["task"], ROTATE_TURN, "{found:#}");
+}
