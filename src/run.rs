@@ -297,27 +297,29 @@ impl<'a> Pipeline<'a> {
     /// the run failed or was interrupted).
     async fn run<S: Sink>(self, mut sink: S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
         let (dry_run, quiet, started) = (self.args.dry_run, self.args.quiet, self.started);
-        let result = self.run_body(&mut sink, thread_ids, id_warnings).await;
-        if dry_run {
-            return result;
-        }
-        match (result, sink.settle().await) {
-            (Ok(mut report), Ok(notes)) => {
-                report.target_notes = notes;
-                report.elapsed_secs = started.elapsed().as_secs_f64();
-                Ok(report)
-            }
-            (Ok(_), Err(e)) => Err(e.into()),
-            (Err(e), settled) => {
-                if !quiet {
-                    match settled {
-                        Ok(notes) => notes.iter().for_each(|n| eprintln!("engram: {}: {n}", sink.describe())),
-                        Err(e2) => eprintln!("engram: {e2}"),
-                    }
+        let mut result = self.run_body(&mut sink, thread_ids, id_warnings).await;
+        if !dry_run {
+            result = match (result, sink.settle().await) {
+                (Ok(mut report), Ok(notes)) => {
+                    report.target_notes = notes;
+                    Ok(report)
                 }
-                Err(e)
-            }
+                (Ok(_), Err(e)) => Err(e.into()),
+                (Err(e), settled) => {
+                    if !quiet {
+                        match settled {
+                            Ok(notes) => notes.iter().for_each(|n| eprintln!("engram: {}: {n}", sink.describe())),
+                            Err(e2) => eprintln!("engram: {e2}"),
+                        }
+                    }
+                    Err(e)
+                }
+            };
         }
+        result.map(|mut report| {
+            report.elapsed_secs = started.elapsed().as_secs_f64();
+            report
+        })
     }
 
     async fn run_body<S: Sink>(mut self, sink: &mut S, thread_ids: Vec<String>, id_warnings: Vec<Warning>) -> Result<Report, RunError> {
@@ -469,7 +471,7 @@ impl<'a> Pipeline<'a> {
             requests,
             index: self.index,
             target_notes: Vec::new(),
-            elapsed_secs: self.started.elapsed().as_secs_f64(),
+            elapsed_secs: 0.0, // set by `run`, after the sink has settled
         })
     }
 

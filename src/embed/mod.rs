@@ -180,7 +180,7 @@ enum Encoded<'a> {
 }
 
 /// Little-endian f32s, base64-encoded (`encoding_format: "base64"`).
-fn decode_base64_f32(s: &str) -> Option<Vec<f32>> {
+pub(crate) fn decode_base64_f32(s: &str) -> Option<Vec<f32>> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
     if bytes.len() % 4 != 0 {

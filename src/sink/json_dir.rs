@@ -20,6 +20,7 @@ use crate::record::{Scope, content_hash};
 use indexmap::IndexMap;
 use serde_json::Value;
 use embeddings_file::Log;
+use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,22 +70,21 @@ struct ScopeFiles {
 
 impl ScopeFiles {
     fn load(dir: PathBuf) -> Result<ScopeFiles, SinkError> {
-        let index = dir.join(embeddings_file::INDEX);
         let mut embedded = HashSet::new();
         let mut dims = None;
-        embeddings_file::for_each(&index, |key, raw| {
+        let mut note = |key: String, raw: &RawValue| {
             if dims.is_none() {
                 dims = embeddings_file::vector_len(raw.get());
             }
             embedded.insert(key);
+        };
+        embeddings_file::for_each(&dir.join(embeddings_file::INDEX), |key, raw| {
+            note(key, &raw);
             embeddings_file::Step::Continue
         })?;
         // A log a killed run left: its vectors count (the next merge writes them).
         let log = Log::new(&dir);
-        if dims.is_none() {
-            dims = log.first_vector_len()?;
-        }
-        embedded.extend(log.keys()?);
+        log.for_each(|key, raw| note(key, &raw))?;
         let registry: IndexMap<String, Value> = read_json_or_default(&dir.join("skills/_registry.json"))?;
         Ok(ScopeFiles { dir, embedded, registry, dims, log })
     }
@@ -206,6 +206,7 @@ impl Sink for JsonDirSink {
         for (scope, items) in by_scope {
             let files = self.scope_files(scope)?;
             let mut raws = Vec::with_capacity(items.len());
+            let mut paths = Vec::with_capacity(items.len());
             for e in &items {
                 let len = e.embedding.len();
                 match files.dims {
@@ -216,7 +217,7 @@ impl Sink for JsonDirSink {
                     }
                     _ => files.dims = Some(len),
                 }
-                checked_key(&e.record.key)?;
+                paths.push(files.dir.join(format!("{}.json", checked_key(&e.record.key)?)));
                 raws.push(serde_json::value::to_raw_value(&e.embedding).map_err(|err| SinkError::Io(err.to_string()))?);
             }
             // Embeddings, then the registry, then the patterns: see the module's invariants.
@@ -235,9 +236,8 @@ impl Sink for JsonDirSink {
             if registry_changed {
                 write_atomic(&files.dir.join("skills/_registry.json"), &to_json(&files.registry)?)?;
             }
-            for e in &items {
-                let path = files.dir.join(format!("{}.json", checked_key(&e.record.key)?));
-                write_atomic(&path, &to_json(&e.record.pattern)?)?;
+            for (e, path) in items.iter().zip(&paths) {
+                write_atomic(path, &to_json(&e.record.pattern)?)?;
             }
         }
         Ok(())

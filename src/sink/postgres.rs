@@ -126,10 +126,9 @@ impl PgSink {
 
     /// Why the HNSW index cannot be dropped for a load, if it cannot.
     async fn droppable(&mut self) -> Result<Result<(), String>, SinkError> {
+        // engram's own tables (the note of the drop) are there or created by the first write:
+        // preflight refuses a role that could not create them.
         let cat = self.catalog().await?.clone();
-        if !cat.has_ledger() && !cat.needs_migration() {
-            return Ok(Err("engram cannot keep its note of the drop (no engram_dropped_indexes table)".into()));
-        }
         if !cat.has("memory_embeddings") {
             return Ok(Ok(()));
         }
@@ -499,22 +498,24 @@ impl Sink for PgSink {
 
     async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<index::IndexChoice>, SinkError> {
         let cat = self.catalog().await?.clone();
-        // An empty database gets the index from 0001, built over nothing; the table holds 0.
-        let (names, held, left_dropped) = if cat.has("memory_embeddings") {
+        // None: the table does not exist yet (an empty database gets the index from 0001).
+        let (present, held, left_dropped) = if cat.has("memory_embeddings") {
             let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
             let left = match cat.has("engram_dropped_indexes") {
                 true => index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?,
                 false => Vec::new(),
             };
             let held = index::row_count(&mut self.conn).await.map_err(|e| self.io("counting memory_embeddings", e))?;
-            let mut names: Vec<String> = present.iter().map(|i| i.name.clone()).collect();
-            names.extend(left.iter().map(|i| i.name.clone()));
-            names.sort();
-            names.dedup();
-            (names, held, left)
+            (Some(present), held, left)
         } else {
-            (vec!["idx_memory_embeddings_hnsw".to_string()], 0, Vec::new())
+            (None, 0, Vec::new())
         };
+        let mut names: Vec<String> = match &present {
+            Some(p) => p.iter().chain(&left_dropped).map(|i| i.name.clone()).collect(),
+            None => vec!["idx_memory_embeddings_hnsw".to_string()],
+        };
+        names.sort();
+        names.dedup();
         let droppable = self.droppable().await?;
         let mut choice = index::choose(self.index_strategy, held, adding, droppable, &names);
         if !left_dropped.is_empty() {
@@ -531,7 +532,10 @@ impl Sink for PgSink {
         }
         self.ensure_schema().await?;
         if choice.action == "rebuild" {
-            let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
+            let present = match present {
+                Some(p) => p,
+                None => index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?,
+            };
             index::drop_for_load(&mut self.conn, &self.run_id, &present)
                 .await
                 .map_err(|e| self.io("dropping the HNSW index for the load", e))?;

@@ -268,13 +268,7 @@ fn parse_response(v: &Value) -> Result<ApiResponse, String> {
 pub fn decode_embedding(v: &Value) -> Option<Vec<f32>> {
     match v {
         Value::Array(a) => a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect(),
-        Value::String(s) => {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-            if bytes.len() % 4 != 0 {
-                return None;
-            }
-            Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-        }
+        Value::String(s) => crate::embed::decode_base64_f32(s),
         _ => None,
     }
 }

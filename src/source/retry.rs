@@ -83,8 +83,13 @@ impl RetryPolicy {
         tokio::time::sleep_until(start).await;
     }
 
-    /// Follows the server's declared request budget (see `declared_interval`).
+    /// Follows the server's declared budgets: a spent one pauses everyone until it resets
+    /// (rather than running into a 429, see `budget_pause`); a low request budget spaces the
+    /// starts (see `declared_interval`).
     fn observe_budget(&self, resp: &ApiResponse) {
+        if let Some(reset) = budget_pause(resp) {
+            self.pause_for(reset);
+        }
         if let Some(limit) = header_u64(resp, "x-ratelimit-limit-requests") {
             self.stats.declared_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
         }
@@ -110,7 +115,7 @@ impl RetryPolicy {
 
     fn pause_for(&self, d: Duration) {
         let until = Instant::now() + d.min(MAX_SERVER_DELAY);
-        let mut guard = self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&self.pause_until);
         if guard.is_none_or(|u| u < until) {
             *guard = Some(until);
         }
@@ -119,7 +124,7 @@ impl RetryPolicy {
     /// Waits out the shared pause, including extensions made while waiting.
     async fn wait_for_pause(&self) {
         loop {
-            let until = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+            let until = *lock(&self.pause_until);
             match until {
                 Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
                 _ => return,
@@ -159,7 +164,6 @@ pub(crate) async fn send_with_retry(
         policy.stats.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match live.send_once(req).await {
             Ok(resp) => {
-                observe_rate_budget(&resp, policy);
                 policy.observe_budget(&resp);
                 if should_retry(&resp) {
                     let after = server_delay(&resp);
@@ -260,20 +264,12 @@ fn server_delay(resp: &ApiResponse) -> Option<Duration> {
     None
 }
 
-/// When the declared request budget is spent, pause everyone until it resets rather than
-/// running into a 429.
-fn observe_rate_budget(resp: &ApiResponse, policy: &RetryPolicy) {
-    if let Some(reset) = budget_pause(resp) {
-        policy.pause_for(reset);
-    }
-}
-
 /// How long to hold every request when the answer says a budget (requests or tokens) is spent.
 fn budget_pause(resp: &ApiResponse) -> Option<Duration> {
     ["requests", "tokens"]
         .iter()
         .filter(|kind| {
-            resp.header(&format!("x-ratelimit-remaining-{kind}")).and_then(|v| v.trim().parse::<u64>().ok()) == Some(0)
+            header_u64(resp, &format!("x-ratelimit-remaining-{kind}")) == Some(0)
         })
         .filter_map(|kind| resp.header(&format!("x-ratelimit-reset-{kind}")).and_then(parse_go_duration))
         .max()

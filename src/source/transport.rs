@@ -224,7 +224,7 @@ fn scrub(body: Bytes, key: &str) -> Bytes {
 }
 
 /// The ways to reach the server.
-pub enum TransportKind {
+enum TransportKind {
     Live(Live),
     Recording(Live, Recorder),
     Replay(FixtureStore),

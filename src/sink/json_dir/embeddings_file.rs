@@ -110,7 +110,7 @@ impl Log {
 
     /// The logged entries, in order (later ones win); a line that does not parse ends the log
     /// (a torn append of a killed run).
-    fn read(&self, mut f: impl FnMut(String, Box<RawValue>)) -> Result<(), SinkError> {
+    pub fn for_each(&self, mut f: impl FnMut(String, Box<RawValue>)) -> Result<(), SinkError> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -126,21 +126,11 @@ impl Log {
         Ok(())
     }
 
-    /// The length of the first logged vector.
-    pub fn first_vector_len(&self) -> Result<Option<usize>, SinkError> {
-        let mut len = None;
-        self.read(|_, raw| {
-            if len.is_none() {
-                len = vector_len(raw.get());
-            }
-        })?;
-        Ok(len)
-    }
-
     /// Keys the log holds.
-    pub fn keys(&self) -> Result<Vec<String>, SinkError> {
+    #[cfg(test)]
+    fn keys(&self) -> Result<Vec<String>, SinkError> {
         let mut keys = Vec::new();
-        self.read(|k, _| keys.push(k))?;
+        self.for_each(|k, _| keys.push(k))?;
         Ok(keys)
     }
 
@@ -168,7 +158,7 @@ pub fn merge(dir: &Path, removed: &HashSet<String>) -> Result<(), SinkError> {
     // The log's keys, each with the position of its last entry.
     let mut last: HashMap<String, usize> = HashMap::new();
     let mut n = 0usize;
-    log.read(|key, _| {
+    log.for_each(|key, _| {
         last.insert(key, n);
         n += 1;
     })?;
@@ -185,7 +175,7 @@ pub fn merge(dir: &Path, removed: &HashSet<String>) -> Result<(), SinkError> {
     let mut replacement: HashMap<String, Box<RawValue>> = HashMap::new();
     if !replaced.is_empty() {
         let mut i = 0usize;
-        log.read(|key, raw| {
+        log.for_each(|key, raw| {
             if last.get(&key) == Some(&i) && replaced.contains(&key) {
                 replacement.insert(key, raw);
             }
@@ -205,7 +195,7 @@ pub fn merge(dir: &Path, removed: &HashSet<String>) -> Result<(), SinkError> {
         if out.error.is_some() { Step::Stop } else { Step::Continue }
     })?;
     let mut i = 0usize;
-    log.read(|key, raw| {
+    log.for_each(|key, raw| {
         if last.get(&key) == Some(&i) && !replaced.contains(&key) && !removed.contains(&key) {
             out.entry(&key, raw.get());
         }

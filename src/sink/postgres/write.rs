@@ -151,34 +151,33 @@ pub async fn upsert_patterns(conn: &mut PgConnection, batch: &[&Embedded]) -> Re
     .execute(&mut *conn)
     .await?;
 
-    let mut data = BinaryCopy::new();
-    for e in batch {
+    // Sent in parts of 256 rows: the vectors of a full batch (2048 × 1536 floats) are 12.5 MB,
+    // and need never be in one buffer.
+    let parts = |row: fn(&mut Vec<u8>, &Embedded)| {
+        let rows = batch.chunks(COPY_PART_ROWS).map(move |chunk| {
+            let mut buf = Vec::with_capacity(1 << 20);
+            chunk.iter().for_each(|e| row(&mut buf, e));
+            buf
+        });
+        std::iter::once(binary_copy::header()).chain(rows).chain(std::iter::once(binary_copy::trailer()))
+    };
+    copy_in(conn, "COPY engram_stage_data FROM STDIN (FORMAT binary)", parts(|buf, e| {
         let r = &e.record;
-        data.row(&[&r.key, &r.scope.tenant, &r.scope.project, &r.pattern.to_string(), &r.classification, &r.origin]);
-    }
-    copy_in(conn, "COPY engram_stage_data FROM STDIN (FORMAT binary)", data.finish()).await?;
-    // The vectors (12.5 MB for 2048 of 1536 dimensions) go in chunks, not as one buffer.
-    let mut copy = conn.copy_in_raw("COPY engram_stage_embeddings FROM STDIN (FORMAT binary)").await?;
-    let sent: Result<(), Sql> = async {
-        for chunk in batch.chunks(256) {
-            let mut vectors = BinaryCopy::new_part(std::ptr::eq(chunk.as_ptr(), batch.as_ptr()));
-            for e in chunk {
-                let r = &e.record;
-                vectors.row(&[&r.key, &r.scope.tenant, &r.scope.project]);
-                vectors.vector(&e.embedding);
-            }
-            let last = std::ptr::eq(chunk.as_ptr_range().end, batch.as_ptr_range().end);
-            copy.send(if last { vectors.finish() } else { vectors.buf }).await?;
+        binary_copy::row(buf, 6);
+        for text in [&r.key, &r.scope.tenant, &r.scope.project, &r.pattern.to_string(), &r.classification, &r.origin] {
+            binary_copy::text(buf, text);
         }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = sent {
-        // The connection must leave COPY mode before it can report anything else.
-        let _ = copy.abort(e.to_string()).await;
-        return Err(e);
-    }
-    copy.finish().await?;
+    }))
+    .await?;
+    copy_in(conn, "COPY engram_stage_embeddings FROM STDIN (FORMAT binary)", parts(|buf, e| {
+        let r = &e.record;
+        binary_copy::row(buf, 4);
+        for text in [&r.key, &r.scope.tenant, &r.scope.project] {
+            binary_copy::text(buf, text);
+        }
+        binary_copy::vector(buf, &e.embedding);
+    }))
+    .await?;
 
     let rows: Vec<(String, bool)> = sqlx::query_as(
         "INSERT INTO memory_data (key, tenant_id, project_id, data, classification, source, run_id, updated_at) \
@@ -201,64 +200,53 @@ pub async fn upsert_patterns(conn: &mut PgConnection, batch: &[&Embedded]) -> Re
     Ok(rows.into_iter().filter(|(_, inserted)| *inserted).map(|(k, _)| k).collect())
 }
 
-async fn copy_in(conn: &mut PgConnection, statement: &str, bytes: Vec<u8>) -> Result<(), Sql> {
+const COPY_PART_ROWS: usize = 256;
+
+/// Runs `statement` (a `COPY ... FROM STDIN`) and sends it `parts`, one at a time.
+async fn copy_in(conn: &mut PgConnection, statement: &str, parts: impl Iterator<Item = Vec<u8>>) -> Result<(), Sql> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    if let Err(e) = copy.send(bytes).await {
-        // The connection must leave COPY mode before it can report anything else.
-        let _ = copy.abort(e.to_string()).await;
-        return Err(e);
+    for part in parts {
+        if let Err(e) = copy.send(part).await {
+            // The connection must leave COPY mode before it can report anything else.
+            let _ = copy.abort(e.to_string()).await;
+            return Err(e);
+        }
     }
     copy.finish().await.map(drop)
 }
 
-/// Rows in PostgreSQL's binary COPY format (header, then per row a field count and each field
-/// as a length and its bytes, then the trailer). Text fields are UTF-8; a `vector` field is
-/// pgvector's binary form: dimensions (int16), 0 (int16), the floats (big-endian float4).
-struct BinaryCopy {
-    buf: Vec<u8>,
-    /// The field count position of the current row (`vector` adds one field to it).
-    row_start: usize,
-}
-
-impl BinaryCopy {
-    fn new() -> Self {
-        Self::new_part(true)
+/// PostgreSQL's binary COPY format: a header, then per row a field count and each field as a
+/// length and its bytes, then a trailer; the stream may be cut anywhere between parts. Text
+/// fields are UTF-8; a `vector` field is pgvector's binary form: dimensions (int16), 0 (int16),
+/// the floats (big-endian float4).
+mod binary_copy {
+    pub fn header() -> Vec<u8> {
+        let mut buf = b"PGCOPY\n\xff\r\n\0".to_vec();
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        buf
     }
 
-    /// A part of one COPY stream: only the first part carries the header.
-    fn new_part(first: bool) -> Self {
-        let mut buf = Vec::with_capacity(1 << 20);
-        if first {
-            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-            buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-            buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        }
-        BinaryCopy { buf, row_start: 0 }
+    pub fn trailer() -> Vec<u8> {
+        (-1i16).to_be_bytes().to_vec()
     }
 
-    fn row(&mut self, texts: &[&str]) {
-        self.row_start = self.buf.len();
-        self.buf.extend_from_slice(&(texts.len() as i16).to_be_bytes());
-        for t in texts {
-            self.buf.extend_from_slice(&(t.len() as i32).to_be_bytes());
-            self.buf.extend_from_slice(t.as_bytes());
-        }
+    pub fn row(buf: &mut Vec<u8>, fields: i16) {
+        buf.extend_from_slice(&fields.to_be_bytes());
     }
 
-    fn vector(&mut self, v: &[f32]) {
-        let count = i16::from_be_bytes([self.buf[self.row_start], self.buf[self.row_start + 1]]) + 1;
-        self.buf[self.row_start..self.row_start + 2].copy_from_slice(&count.to_be_bytes());
-        self.buf.extend_from_slice(&((4 + 4 * v.len()) as i32).to_be_bytes());
-        self.buf.extend_from_slice(&(v.len() as i16).to_be_bytes());
-        self.buf.extend_from_slice(&0i16.to_be_bytes());
+    pub fn text(buf: &mut Vec<u8>, s: &str) {
+        buf.extend_from_slice(&(s.len() as i32).to_be_bytes());
+        buf.extend_from_slice(s.as_bytes());
+    }
+
+    pub fn vector(buf: &mut Vec<u8>, v: &[f32]) {
+        buf.extend_from_slice(&((4 + 4 * v.len()) as i32).to_be_bytes());
+        buf.extend_from_slice(&(v.len() as i16).to_be_bytes());
+        buf.extend_from_slice(&0i16.to_be_bytes());
         for f in v {
-            self.buf.extend_from_slice(&f.to_be_bytes());
+            buf.extend_from_slice(&f.to_be_bytes());
         }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        self.buf
     }
 }
 
