@@ -32,10 +32,6 @@ const DOCS_THREAD: &str = "thread_egExQ1BJoynbv6IWPmbb8fVQ";
 /// Cited by thread_jU0B….
 const CITED_FILE: &str = "file-M9ZKSzI0Wa2RiZSeTC5BP4";
 
-fn faulty(faults: Faults) -> Server {
-    Server::start(demo_account(), Options { api_key: Some(TEST_KEY.into()), faults, ..Options::default() })
-}
-
 /// `engram` with backoff shortened for tests (a server's retry-after is still honoured).
 fn engram_fast() -> Command {
     let mut cmd = engram();
@@ -149,7 +145,7 @@ fn mapping_for(ws: &Workspace, name: &str, base_url: &str) -> PathBuf {
 #[test]
 fn rate_limits_and_server_errors_give_byte_identical_output() {
     let clean = std::thread::spawn(|| clean_run("", DEMO_REST));
-    let server = faulty(Faults { every_429: Some(5), retry_after_secs: 1, every_500: Some(7), ..Faults::default() });
+    let server = Server::with_faults(Faults { every_429: Some(5), retry_after_secs: 1, every_500: Some(7), ..Faults::default() });
     let ws = Workspace::new(&server.base_url, "", DEMO_REST);
     let target = ws.path("faulty");
     let started = Instant::now();
@@ -173,7 +169,7 @@ fn rate_limits_and_server_errors_give_byte_identical_output() {
 #[test]
 fn dropped_connections_and_slow_answers_give_byte_identical_output() {
     let clean = std::thread::spawn(|| clean_run("", DEMO_REST));
-    let server = faulty(Faults { drop_every: Some(4), delay_ms: 20, ..Faults::default() });
+    let server = Server::with_faults(Faults { drop_every: Some(4), delay_ms: 20, ..Faults::default() });
     let ws = Workspace::new(&server.base_url, "", DEMO_REST);
     let target = ws.path("faulty");
     migrate_ok(&ws.mapping(), &target, &[]);
@@ -186,7 +182,7 @@ fn dropped_connections_and_slow_answers_give_byte_identical_output() {
 /// nothing written.
 #[test]
 fn a_server_that_keeps_failing_is_given_up_on_naming_the_request() {
-    let server = faulty(Faults { every_500: Some(1), ..Faults::default() });
+    let server = Server::with_faults(Faults { every_500: Some(1), ..Faults::default() });
     let ws = Workspace::new(&server.base_url, "max_attempts = 3", DEMO_REST);
     let target = ws.path("data");
     let (out, report) = migrate(&ws.mapping(), &target, &[]);
@@ -201,7 +197,7 @@ fn a_server_that_keeps_failing_is_given_up_on_naming_the_request() {
 /// attempts stay bounded (a server hint never revives a request whose attempts are used up).
 #[test]
 fn endless_429s_are_bounded_and_their_retry_after_honoured() {
-    let server = faulty(Faults { every_429: Some(1), retry_after_secs: 1, ..Faults::default() });
+    let server = Server::with_faults(Faults { every_429: Some(1), retry_after_secs: 1, ..Faults::default() });
     let ws = Workspace::new(&server.base_url, "max_attempts = 2", DEMO_REST);
     let started = Instant::now();
     let (out, _) = migrate(&ws.mapping(), &ws.path("data"), &[]);
@@ -218,7 +214,7 @@ fn endless_429s_are_bounded_and_their_retry_after_honoured() {
 /// the request and the timeout.
 #[test]
 fn timeouts_are_retried_then_named() {
-    let server = faulty(Faults { delay_ms: 1500, ..Faults::default() });
+    let server = Server::with_faults(Faults { delay_ms: 1500, ..Faults::default() });
     let ws = Workspace::new(&server.base_url, "timeout_secs = 1\nmax_attempts = 2", DEMO_REST);
     let (out, _) = migrate(&ws.mapping(), &ws.path("data"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -233,7 +229,7 @@ fn timeouts_are_retried_then_named() {
 /// holds every request back for that second, not just the one that got it.
 #[test]
 fn concurrency_is_bounded_and_a_429_pauses_every_request() {
-    let server = faulty(Faults { delay_ms: 30, ..Faults::default() });
+    let server = Server::with_faults(Faults { delay_ms: 30, ..Faults::default() });
     let proxy = Proxy::start(&server.base_url, vec![("/runs".to_string(), Answer::RateLimitOnce)]);
     let ws = Workspace::new(&proxy.base_url, "concurrency = 3", DEMO_REST);
     let report = migrate_ok(&ws.mapping(), &ws.path("data"), &[]);
@@ -555,7 +551,7 @@ fn ctrl_c_finishes_the_batch_writes_the_report_and_a_rerun_completes() {
         let rest = rest.clone();
         std::thread::spawn(move || clean_run(extra, &rest))
     };
-    let slow = faulty(Faults { delay_ms: 120, ..Faults::default() });
+    let slow = Server::with_faults(Faults { delay_ms: 120, ..Faults::default() });
     let ws = Workspace::new(&slow.base_url, extra, &rest);
     let target = ws.path("data");
     let report_path = ws.path("report.json");
@@ -586,7 +582,7 @@ fn ctrl_c_finishes_the_batch_writes_the_report_and_a_rerun_completes() {
 /// and a rerun completes.
 #[test]
 fn a_second_ctrl_c_stops_at_once() {
-    let slow = faulty(Faults { delay_ms: 2000, ..Faults::default() });
+    let slow = Server::with_faults(Faults { delay_ms: 2000, ..Faults::default() });
     let ws = Workspace::new(&slow.base_url, "", DEMO_REST);
     let target = ws.path("data");
     let child = spawn_migrate(&ws.mapping(), &target, &ws.path("report.json"));

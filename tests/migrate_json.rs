@@ -142,14 +142,7 @@ fn record_then_replay_without_network_or_key_gives_the_same_storage() {
     }
 
     drop(server); // no network from here on
-    let out = run(engram()
-        .env_remove("OPENAI_API_KEY")
-        .args(["migrate", "--quiet", "--config"])
-        .arg(ws.mapping())
-        .arg("--target")
-        .arg(ws.path("replayed"))
-        .arg("--replay")
-        .arg(&recording));
+    let out = migrate_replayed(&ws, &ws.path("replayed"), &recording);
     assert!(out.status.success(), "{}", text(&out));
     // Only the embedding config's creation time and the run marker may differ.
     assert!(ws.path("live/metadata/embedding_config.json").exists());

@@ -159,10 +159,7 @@ fn a_killed_run_is_finished_by_the_next_with_the_same_result() {
     migrate_ok(&ws, &reference, &[]);
 
     // A slow server, so the run is still going when it is killed.
-    let slow = Server::start(
-        demo_account(),
-        Options { api_key: Some(TEST_KEY.into()), faults: Faults { delay_ms: 40, ..Faults::default() }, ..Options::default() },
-    );
+    let slow = Server::with_faults(Faults { delay_ms: 40, ..Faults::default() });
     let slow_ws = Workspace::new(
         &slow.base_url,
         "concurrency = 1",

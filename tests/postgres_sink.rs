@@ -509,14 +509,7 @@ fn a_run_killed_after_dropping_the_index_is_repaired_by_the_next() {
     let url = fresh_database("pg_index_killed");
     engramia_schema(&url);
     let before = strings(&url, HNSW_DEFINITION);
-    let slow = Server::start(
-        demo_account(),
-        engram::standin::Options {
-            api_key: Some(TEST_KEY.into()),
-            faults: engram::standin::Faults { delay_ms: 60, ..Default::default() },
-            ..Default::default()
-        },
-    );
+    let slow = Server::with_faults(engram::standin::Faults { delay_ms: 60, ..Default::default() });
     let ws = Workspace::new(
         &slow.base_url,
         "concurrency = 1",

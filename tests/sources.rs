@@ -317,14 +317,7 @@ fn conversations_are_paired_and_their_function_calls_become_skills() {
 
     // Replayed from the recording, without network or key: the same storage.
     drop(server);
-    let out = run(engram()
-        .env_remove("OPENAI_API_KEY")
-        .args(["migrate", "--quiet", "--config"])
-        .arg(ws.mapping())
-        .arg("--target")
-        .arg(ws.path("replayed"))
-        .arg("--replay")
-        .arg(&recording));
+    let out = migrate_replayed(&ws, &ws.path("replayed"), &recording);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(storage(&ws.path("live")), storage(&ws.path("replayed")));
 }
@@ -347,14 +340,7 @@ fn conversations_into_postgres_are_recalled_by_engramia() {
 /// lists exactly the thread files written, so that the directory migrates what it holds.
 #[test]
 fn engram_export_stops_on_the_first_ctrl_c_with_a_manifest_of_what_it_wrote() {
-    let slow = Server::start(
-        demo_account(),
-        Options {
-            api_key: Some(TEST_KEY.into()),
-            faults: engram::standin::Faults { delay_ms: 150, ..Default::default() },
-            ..Options::default()
-        },
-    );
+    let slow = Server::with_faults(engram::standin::Faults { delay_ms: 150, ..Default::default() });
     let ws = Workspace::new(&slow.base_url, "concurrency = 1", "[scope]\ntenant = \"acme\"\n");
     let out_dir = ws.path("export");
     let child = engram()

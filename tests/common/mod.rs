@@ -6,7 +6,7 @@
 //! run them through `scripts/test`, which installs and starts both.
 #![allow(dead_code)]
 
-use engram::standin::{Account, Options, Standin, Stats};
+use engram::standin::{Account, Faults, Options, Standin, Stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,6 +40,11 @@ impl Server {
 
     pub fn demo() -> Server {
         Server::start(demo_account(), Options { api_key: Some(TEST_KEY.into()), ..Options::default() })
+    }
+
+    /// The demo account behind injected faults (slow answers, 429s, 500s, drops).
+    pub fn with_faults(faults: Faults) -> Server {
+        Server::start(demo_account(), Options { api_key: Some(TEST_KEY.into()), faults, ..Options::default() })
     }
 
     pub fn stats(&self) -> Stats {
@@ -212,4 +217,16 @@ pub fn storage(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 /// The demo account as JSON, to edit before serving it.
 pub fn demo_account_json() -> Value {
     serde_json::from_slice(&std::fs::read(repo_root().join("fixtures/demo/account.json")).unwrap()).unwrap()
+}
+
+/// `engram migrate` replaying `recording` with no API key (and so no network), into `target`.
+pub fn migrate_replayed(ws: &Workspace, target: &Path, recording: &Path) -> Output {
+    run(engram()
+        .env_remove("OPENAI_API_KEY")
+        .args(["migrate", "--quiet", "--config"])
+        .arg(ws.mapping())
+        .arg("--target")
+        .arg(target)
+        .arg("--replay")
+        .arg(recording))
 }
