@@ -21,7 +21,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Copy everything the API serves (assistants, threads, messages, runs, steps, files,
     /// vector stores) into a directory that `engram migrate` reads offline
-    /// ([source] kind = "export-dir").
+    /// ([source] kind = "export-dir"). Ctrl-C stops it with exit 130, the manifest listing the
+    /// threads written.
     Export(ExportArgs),
     /// Internal: prints one PDF's text as a JSON line. `engram migrate` runs it as a child
     /// process, so that a PDF that crashes or hangs the parser cannot stop the migration.
