@@ -55,7 +55,7 @@ pub fn map_thread(bundle: &ThreadBundle, ctx: &MapContext, settings: &MapSetting
         let (answerer_id, answerer) = answering_assistant(&pair.assistant, bundle, ctx);
         let scope_ctx = ScopeContext { assistant: answerer, thread: Some(&bundle.thread) };
         match resolve_scope(settings, &scope_ctx) {
-            Ok(scope) => out.records.push(pair_record(&pair, scope, bundle, settings)),
+            Ok(scope) => out.records.push(pair_record(&pair, answerer_id.as_deref(), scope, bundle, settings)),
             Err(mut e) => {
                 if let (Some(id), None, true) =
                     (&answerer_id, answerer, e.placeholder.starts_with("{assistant."))
@@ -92,6 +92,7 @@ fn answering_assistant<'a>(
 
 fn pair_record(
     pair: &pairing::Pair<'_>,
+    answerer_id: Option<&str>,
     scope: Scope,
     bundle: &ThreadBundle,
     settings: &MapSettings,
@@ -110,7 +111,8 @@ fn pair_record(
             "openai": {
                 "kind": "message_pair",
                 "thread_id": bundle.thread.id,
-                "assistant_id": pair.assistant.assistant_id(),
+                // The message's assistant, else the run's (`assistant_id: null`, `run_id` set).
+                "assistant_id": answerer_id,
                 "run_id": pair.assistant.run_id(),
                 "message_ids": ids,
             },
@@ -241,6 +243,7 @@ mod tests {
         // No assistant_id on the message: the run's assistant answered.
         let m = map_thread(&simple(None, Some("run_1")), &c, &settings("{assistant.name}", None));
         assert_eq!(m.records[0].scope, Scope::new("acme", "Billing"));
+        assert_eq!(m.records[0].pattern["design"]["openai"]["assistant_id"], json!("asst_run"), "provenance from the run");
         let m = map_thread(
             &simple(None, Some("run_1")),
             &c,

@@ -64,7 +64,12 @@ pub fn clean_citations(
         .iter()
         .filter(|a| !a.text.is_empty())
         .map(|a| {
-            let known = a.file_id().and_then(|id| file_names.get(id)).map(|n| format!("[{n}]"));
+            // An empty name is how the run records a file the API did not return: unknown.
+            let known = a
+                .file_id()
+                .and_then(|id| file_names.get(id))
+                .filter(|n| !n.trim().is_empty())
+                .map(|n| format!("[{n}]"));
             let rule = match (a.file_path.is_some() && a.file_citation.is_none(), known) {
                 (_, Some(r)) => Replacement::With(r),
                 (true, None) => Replacement::Keep,
@@ -267,6 +272,21 @@ mod tests {
         assert_eq!(clean_citations(text, &known, &names()), "Download it: [manual.pdf]");
         let unknown = [path("sandbox:/mnt/data/x.csv", "file-7")];
         assert_eq!(clean_citations(text, &unknown, &names()), text);
+    }
+
+    /// A cited file the API no longer returns is recorded with an empty name: the marker is
+    /// removed cleanly, never written as `[]` (annotation shapes: MessageContentTextAnnotations-
+    /// FileCitationObject / FilePathObject, openai/openai-openapi openapi.yaml).
+    #[test]
+    fn deleted_files_leave_no_empty_brackets() {
+        let gone = HashMap::from([("file-gone".to_string(), String::new())]);
+        let a = [cite("【4:0†source】", "file-gone")];
+        assert_eq!(clean_citations("see 【4:0†source】.", &a, &gone), "see.");
+        assert_eq!(clean_citations("a 【4:0†source】 b", &a, &gone), "a b");
+        let p = [path("sandbox:/mnt/data/out.csv", "file-gone")];
+        let out = clean_citations("Get [out.csv](sandbox:/mnt/data/out.csv).", &p, &gone);
+        assert_eq!(out, "Get [out.csv](sandbox:/mnt/data/out.csv).");
+        assert!(!out.contains("[]"));
     }
 
     #[test]

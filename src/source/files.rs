@@ -139,7 +139,7 @@ impl FileSource {
                 let entry = planned.entry(f.id.clone()).or_insert_with(|| PlannedFile { id: f.id.clone(), scopes: vec![], store: None });
                 merge_scopes(&mut entry.scopes, scopes.iter());
                 // The first store that holds it usably wins (a completed one over a failed one).
-                let usable = |s: &Option<StoreEntry>| s.as_ref().is_some_and(|s| s.status == "completed");
+                let usable = |s: &Option<StoreEntry>| s.as_ref().is_some_and(|s| has_parsed_text(&s.status));
                 if !usable(&entry.store) {
                     let store_id = if f.vector_store_id.is_empty() { vs.clone() } else { f.vector_store_id.clone() };
                     entry.store = Some(StoreEntry { vector_store_id: store_id, status: f.status, last_error: f.last_error });
@@ -238,7 +238,7 @@ impl FileSource {
         let mut tried: Vec<String> = Vec::new();
         if let Some(store) = &file.store {
             let vs = &store.vector_store_id;
-            if store.status == "completed" {
+            if has_parsed_text(&store.status) {
                 match self.store_text(vs, id).await {
                     Ok(Some(text)) if text.len() as u64 > self.max_bytes => return Ok(Err(self.too_large(id, name, text.len() as u64))),
                     Ok(Some(text)) => return Ok(Ok(Raw::Text(text))),
@@ -247,7 +247,7 @@ impl FileSource {
                 }
             } else if store.status != "failed" {
                 // A failed ingestion is the warning's headline (below), not one attempt of many.
-                tried.push(format!("its ingestion into vector store {vs} is {}", store.status));
+                tried.push(format!("its ingestion into vector store {vs} is {:?}", store.status));
             }
         }
         if let Some(size) = meta.bytes.filter(|&b| b > self.max_bytes) {
@@ -423,6 +423,31 @@ fn per_item(e: SourceError) -> Result<String, SourceError> {
         | SourceError::Decode { .. }
         | SourceError::Transport(TransportError::Exhausted { .. } | TransportError::Network { .. }) => Ok(e.to_string()),
         fatal => Err(fatal),
+    }
+}
+
+/// Whether a vector-store file may have parsed text to ask for. `VectorStoreFileObject.status`
+/// (openai/openai-openapi, openapi.yaml) documents `in_progress`, `completed`, `cancelled` and
+/// `failed`; only the three non-completed ones say there is none. A missing status (OpenAI's
+/// own list example omits it) or one added later is asked: the answer tells.
+pub fn has_parsed_text(status: &str) -> bool {
+    !matches!(status, "in_progress" | "cancelled" | "failed")
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::has_parsed_text;
+
+    /// Every `VectorStoreFileObject.status` of openai/openai-openapi (openapi.yaml), plus the
+    /// missing field of its list example and an undocumented value.
+    #[test]
+    fn only_documented_non_completed_statuses_skip_the_parsed_text() {
+        assert!(has_parsed_text("completed"));
+        assert!(has_parsed_text(""), "missing status: ask");
+        assert!(has_parsed_text("archived"), "unknown status: ask");
+        for s in ["in_progress", "cancelled", "failed"] {
+            assert!(!has_parsed_text(s), "{s}");
+        }
     }
 }
 
