@@ -320,7 +320,7 @@ mod tests {
         assert!(a.records[0].key.contains("_100000_"), "{}", a.records[0].key);
     }
 
-    /// A thread as the OpenAI API returns it: a greeting, a question with an image, an answer
+    /// A thread as the OpenAI API returns it: a greeting, a question with an image part, an answer
     /// citing two files (one known), a function-calling run, a final unanswered question.
     #[test]
     fn realistic_bundle_end_to_end() {
@@ -331,11 +331,9 @@ mod tests {
                  "role": "assistant", "content": [{"type": "text", "text": {"value": "Hi! How can I help?", "annotations": []}}],
                  "assistant_id": "asst_1", "run_id": "run_0", "attachments": [], "metadata": {}},
                 {"id": "msg_1", "object": "thread.message", "created_at": 1700000010, "thread_id": "thread_abc", "status": "completed",
-                 "role": "user", "content": [{"type": "text", "text": {"value": "How do I reset the router?", "annotations": []}}],
+                 "role": "user", "content": [{"type": "text", "text": {"value": "How do I reset the router?", "annotations": []}},
+                                             {"type": "image_url", "image_url": {"url": "https://example.com/router.png", "detail": "auto"}}],
                  "assistant_id": null, "run_id": null, "attachments": null, "metadata": {}},
-                {"id": "msg_2", "object": "thread.message", "created_at": 1700000011, "thread_id": "thread_abc", "status": "completed",
-                 "role": "user", "content": [{"type": "image_file", "image_file": {"file_id": "file-img", "detail": "auto"}}],
-                 "assistant_id": null, "run_id": null, "attachments": [], "metadata": {}},
                 {"id": "msg_3", "object": "thread.message", "created_at": 1700000020, "thread_id": "thread_abc", "status": "completed",
                  "role": "assistant", "content": [{"type": "text", "text": {
                     "value": "Hold the button for 10 s 【4:0†source】. Then check the log 【4:1†source】 and the status page 【9:9†source】.",

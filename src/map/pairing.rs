@@ -1,12 +1,11 @@
 //! Turns and pairs: which messages of a thread become one question/answer pattern.
 //!
-//! A *turn* is a maximal run of consecutive messages of one role. "Consecutive" is judged after
-//! dropping every message that contributes no text: `Role::Other` messages, and messages whose
-//! text parts are empty or whitespace (image-only uploads, marker-only answers). Such messages
-//! are absent, not silent separators: in user, [image-only user], assistant the image is simply
-//! skipped, and in user A, [empty assistant], user B, assistant the two user messages form one
-//! turn, because nobody answered A in between. Absent messages are not listed in the pattern's
-//! `message_ids` either: the ids name exactly the messages whose text the pattern holds.
+//! A *turn* is a maximal run of consecutive messages of one role (`Role::Other` messages are
+//! dropped). A message with no text (an image-only question, an empty or marker-only answer)
+//! and an assistant message with a `refusal` part form a *barrier* turn: it ends the turn before
+//! it and pairs with nothing. So a refused or empty answer leaves its question unpaired instead
+//! of gluing it to the next question, and an image-only question never merges the answers
+//! around it. Barrier messages are not listed in any pattern's `message_ids`.
 
 use super::text::message_text;
 use crate::model::{Message, Role};
@@ -19,6 +18,9 @@ pub struct Turn<'a> {
     pub messages: Vec<&'a Message>,
     /// The messages' texts joined by a blank line.
     pub text: String,
+    /// No text to pair: a refused or empty answer, or an image-only question. It separates
+    /// the turns around it and pairs with nothing.
+    pub barrier: bool,
 }
 
 impl Turn<'_> {
@@ -85,16 +87,23 @@ pub fn turns<'a>(messages: &'a [Message], file_names: &HashMap<String, String>) 
             continue;
         }
         let text = message_text(msg, file_names);
-        if text.is_empty() {
+        let refused = msg.role == Role::Assistant && msg.content.iter().any(|p| p.kind == "refusal");
+        if text.is_empty() || refused {
+            // A refusal is never an answer; an empty one, or an image-only question, is not a
+            // turn to pair either, but it still ends the turn before it.
+            match out.last_mut() {
+                Some(turn) if turn.role == msg.role && turn.barrier => turn.messages.push(msg),
+                _ => out.push(Turn { role: msg.role, messages: vec![msg], text: String::new(), barrier: true }),
+            }
             continue;
         }
         match out.last_mut() {
-            Some(turn) if turn.role == msg.role => {
+            Some(turn) if turn.role == msg.role && !turn.barrier => {
                 turn.text.push_str("\n\n");
                 turn.text.push_str(&text);
                 turn.messages.push(msg);
             }
-            _ => out.push(Turn { role: msg.role, messages: vec![msg], text }),
+            _ => out.push(Turn { role: msg.role, messages: vec![msg], text, barrier: false }),
         }
     }
     out
@@ -106,10 +115,10 @@ pub fn pairs(turns: Vec<Turn<'_>>) -> Vec<Pair<'_>> {
     let mut out = Vec::new();
     let mut it = turns.into_iter().peekable();
     while let Some(turn) = it.next() {
-        if turn.role != Role::User {
+        if turn.role != Role::User || turn.barrier {
             continue;
         }
-        if it.peek().is_some_and(|next| next.role == Role::Assistant)
+        if it.peek().is_some_and(|next| next.role == Role::Assistant && !next.barrier)
             && let Some(assistant) = it.next()
         {
             out.push(Pair { user: turn, assistant });
@@ -195,28 +204,47 @@ mod tests {
         assert!(pair_of(&[msg("u0", 1, U, Some("anyone?"))]).is_empty());
     }
 
+    /// Content parts of MessageObject (openai/openai-openapi openapi.yaml): `image_file`,
+    /// `image_url`, `text`, `refusal`. None of them may glue two questions together.
     #[test]
-    fn image_only_and_empty_messages_are_absent() {
-        // user, [image-only user], assistant: the image is skipped, its id not listed.
+    fn image_only_and_empty_messages_end_the_turn_before_them() {
+        // user, [image-only user], assistant: the image-only turn ends the pair before it.
         let m =
             [msg("u1", 1, U, Some("What is this?")), msg("u2", 2, U, None), msg("a1", 3, A, Some("A cat."))];
-        assert_eq!(
-            pair_of(&m),
-            vec![("What is this?".into(), "A cat.".into(), vec!["u1".into(), "a1".into()])]
-        );
-        // An empty assistant message does not separate the user messages around it.
+        assert!(pair_of(&m).is_empty());
+        // An image-only question between two answers does not merge them.
+        let m = [
+            msg("u1", 1, U, Some("What is 2 + 2?")),
+            msg("a1", 2, A, Some("4.")),
+            msg("u2", 3, U, None),
+            msg("a2", 4, A, Some("A cat on a keyboard.")),
+        ];
+        assert_eq!(pair_of(&m), vec![("What is 2 + 2?".into(), "4.".into(), vec!["u1".into(), "a1".into()])]);
+        // An empty answer leaves its question unanswered: B alone pairs with "ok".
         let m = [
             msg("u1", 1, U, Some("A")),
             msg("a0", 2, A, Some("  \n")),
             msg("u2", 3, U, Some("B")),
             msg("a1", 4, A, Some("ok")),
         ];
+        assert_eq!(pair_of(&m), vec![("B".into(), "ok".into(), vec!["u2".into(), "a1".into()])]);
+        assert!(pair_of(&[msg("u1", 1, U, None), msg("a1", 2, A, Some("Nice"))]).is_empty());
+    }
+
+    #[test]
+    fn a_refusal_is_no_answer_and_joins_nothing() {
+        let mut refusal = msg("a0", 2, A, None);
+        refusal.content = vec![ContentPart { kind: "refusal".into(), ..Default::default() }];
+        let m = [
+            msg("u1", 1, U, Some("How do I pick a lock?")),
+            refusal,
+            msg("u2", 3, U, Some("What is the capital of Australia?")),
+            msg("a1", 4, A, Some("Canberra.")),
+        ];
         assert_eq!(
             pair_of(&m),
-            vec![("A\n\nB".into(), "ok".into(), vec!["u1".into(), "u2".into(), "a1".into()])]
+            vec![("What is the capital of Australia?".into(), "Canberra.".into(), vec!["u2".into(), "a1".into()])]
         );
-        // Image-only question: nothing to pair.
-        assert!(pair_of(&[msg("u1", 1, U, None), msg("a1", 2, A, Some("Nice"))]).is_empty());
     }
 
     #[test]
