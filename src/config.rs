@@ -125,6 +125,13 @@ pub struct ScopeConfig {
 pub struct PatternsConfig {
     #[serde(default = "default_eval_score")]
     pub eval_score: f64,
+    /// An answer that did not finish (message `incomplete` / `in_progress`, or its run did not
+    /// complete): skipped, or kept with `incomplete_score`.
+    #[serde(default)]
+    pub incomplete: crate::map::IncompletePolicy,
+    /// The score of kept incomplete answers; below `eval_score` (default: half of it).
+    #[serde(default)]
+    pub incomplete_score: Option<f64>,
     #[serde(default = "default_task_max")]
     pub task_max_chars: usize,
     #[serde(default = "default_code_max")]
@@ -134,6 +141,13 @@ pub struct PatternsConfig {
     /// A new record whose task is a near-duplicate of a stored one (word Jaccard >= 0.92).
     #[serde(default)]
     pub on_duplicate: crate::plan::OnDuplicate,
+}
+
+impl PatternsConfig {
+    /// `incomplete_score`, or half of `eval_score`.
+    pub fn incomplete_score(&self) -> f64 {
+        self.incomplete_score.unwrap_or(self.eval_score / 2.0)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +307,14 @@ impl Config {
         }
         if mapping.embedding.dimensions == Some(0) {
             problems.push("[embedding] dimensions must be at least 1".to_string());
+        }
+        if let Some(s) = mapping.patterns.incomplete_score
+            && !(0.0..mapping.patterns.eval_score).contains(&s)
+        {
+            problems.push(format!(
+                "[patterns] incomplete_score must be at least 0.0 and below eval_score ({}), got {s}: an unfinished answer must rank below finished ones",
+                mapping.patterns.eval_score
+            ));
         }
         if !(0.0..=10.0).contains(&mapping.patterns.eval_score) {
             problems.push(format!(

@@ -125,6 +125,16 @@ pub struct Message {
     pub metadata: Metadata,
     #[serde(default)]
     pub status: Option<String>,
+    /// Why a message with `status: "incomplete"` stopped (`content_filter`, `max_tokens`,
+    /// `run_cancelled`, `run_expired`, `run_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_details: Option<IncompleteDetails>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IncompleteDetails {
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// One part of `message.content[]`, discriminated by `type`. Parts engram does not map

@@ -137,6 +137,10 @@ pub struct ScopeReport {
     pub skills: usize,
     /// Stored near-duplicates replaced by better records (`on_duplicate = "replace_with_better"`).
     pub replaced: usize,
+    /// Questions with no answer to store, refused ones, and answers that did not finish.
+    pub unanswered: usize,
+    pub refused: usize,
+    pub incomplete: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,25 +182,48 @@ impl EmbeddingReport {
 }
 
 pub fn scope_reports(tally: &Tally) -> Vec<ScopeReport> {
-    tally
-        .by_scope
-        .iter()
-        .map(|(scope, c)| ScopeReport {
-            tenant: scope.tenant.clone(),
-            project: scope.project.clone(),
-            create: c.create,
-            update: c.update,
-            unchanged: c.unchanged,
-            skip: c.skip,
-            patterns: tally.embeddings.get(scope).copied().unwrap_or(0),
-            embedded: tally.embedded.get(scope).copied().unwrap_or(0),
-            skills: tally.skills.get(scope).map_or(0, |s| s.len()),
-            replaced: tally.replaced.get(scope).copied().unwrap_or(0),
+    // A scope may have only questions nothing answered: it still gets its row.
+    let scopes: std::collections::BTreeSet<&crate::record::Scope> =
+        tally.by_scope.keys().chain(tally.questions.keys()).collect();
+    scopes
+        .into_iter()
+        .map(|scope| {
+            let c = tally.by_scope.get(scope).cloned().unwrap_or_default();
+            let q = tally.questions.get(scope).copied().unwrap_or_default();
+            ScopeReport {
+                tenant: scope.tenant.clone(),
+                project: scope.project.clone(),
+                create: c.create,
+                update: c.update,
+                unchanged: c.unchanged,
+                skip: c.skip,
+                patterns: tally.embeddings.get(scope).copied().unwrap_or(0),
+                embedded: tally.embedded.get(scope).copied().unwrap_or(0),
+                skills: tally.skills.get(scope).map_or(0, |s| s.len()),
+                replaced: tally.replaced.get(scope).copied().unwrap_or(0),
+                unanswered: q.unanswered,
+                refused: q.refused,
+                incomplete: q.incomplete,
+            }
         })
         .collect()
 }
 
 impl Report {
+    /// "acme/Support Bot: 2 unanswered, 1 refused, 1 incomplete" for every scope with any.
+    fn question_lines(&self) -> Vec<String> {
+        self.scopes
+            .iter()
+            .filter(|s| s.unanswered + s.refused + s.incomplete > 0)
+            .map(|s| {
+                format!(
+                    "{}/{}: {} unanswered, {} refused, {} incomplete",
+                    s.tenant, s.project, s.unanswered, s.refused, s.incomplete
+                )
+            })
+            .collect()
+    }
+
     pub fn totals(&self) -> Counts {
         let mut t = Counts::default();
         for s in &self.scopes {
@@ -250,6 +277,14 @@ impl Report {
         }
         let t = self.totals();
         out.push_str(&format!("| **total** | {} | {} | {} | {} | | | |\n\n", t.create, t.update, t.unchanged, t.skip));
+        let questions = self.question_lines();
+        if !questions.is_empty() {
+            out.push_str("**Questions with no stored answer:**\n\n");
+            for line in &questions {
+                out.push_str(&format!("- {}\n", md_escape(line)));
+            }
+            out.push('\n');
+        }
         out.push_str(&format!("**Embedding:** {}.\n\n", self.embedding.summary()));
         if self.warnings.is_empty() {
             out.push_str("**Warnings:** none.\n");
@@ -346,6 +381,13 @@ impl Report {
             embedded,
             skills
         ));
+        let questions = self.question_lines();
+        if !questions.is_empty() {
+            out.push_str("\n  questions with no stored answer, by scope:\n");
+            for line in &questions {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
         let verb = if self.dry_run { "would embed" } else { "embedded" };
         out.push_str(&format!("\n  {verb} {}\n", self.embedding.summary()));
         if self.warnings.is_empty() {

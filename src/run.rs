@@ -270,6 +270,8 @@ impl<'a> Pipeline<'a> {
                 project_template: config.project_template.clone(),
                 default_project: m.scope.default_project.clone(),
                 eval_score: m.patterns.eval_score,
+                incomplete: m.patterns.incomplete,
+                incomplete_score: m.patterns.incomplete_score(),
                 task_max_chars: m.patterns.task_max_chars,
                 code_max_chars: m.patterns.code_max_chars,
                 classification: m.patterns.classification.clone(),
@@ -419,6 +421,7 @@ impl<'a> Pipeline<'a> {
                     }
                     pending.extend(mapped.records);
                     self.warnings.extend(mapped.warnings);
+                    self.tally.add_questions(&mapped.questions);
                     tracing::debug!(thread = %id, "mapped");
                 }
             }

@@ -105,6 +105,7 @@ fn message() -> impl Strategy<Value = Message> {
             attachments: vec![],
             metadata: metadata_of(metadata),
             status: None,
+            incomplete_details: None,
         })
 }
 

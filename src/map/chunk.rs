@@ -126,6 +126,8 @@ mod tests {
             project_template: ScopeTemplate::parse("{assistant.name}").unwrap(),
             default_project: None,
             eval_score: 5.0,
+            incomplete: crate::map::IncompletePolicy::Skip,
+            incomplete_score: 2.0,
             task_max_chars: 2000,
             code_max_chars: 8000,
             classification: "internal".into(),

@@ -14,7 +14,8 @@ use crate::model::{Assistant, ThreadBundle};
 use crate::record::{Record, RecordKind, Scope, Warning};
 use scope::{ScopeContext, ScopeTemplate};
 use serde_json::json;
-use std::collections::HashMap;
+use pairing::{Ending, Fate};
+use std::collections::{BTreeMap, HashMap};
 
 /// The parts of mapping.toml that Map reads.
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct MapSettings {
     pub project_template: ScopeTemplate,
     pub default_project: Option<String>,
     pub eval_score: f64,
+    /// `[patterns] incomplete` and the score of kept incomplete answers.
+    pub incomplete: IncompletePolicy,
+    pub incomplete_score: f64,
     pub task_max_chars: usize,
     pub code_max_chars: usize,
     pub classification: String,
@@ -42,20 +46,107 @@ pub struct MapContext {
 pub struct Mapped {
     pub records: Vec<Record>,
     pub warnings: Vec<Warning>,
+    /// Questions that became no pattern (or a lower-scored one), per scope.
+    pub questions: BTreeMap<Scope, QuestionCounts>,
 }
 
-/// Maps one thread's messages to message-pair patterns: each user turn directly answered by an
-/// assistant turn becomes one record (see `pairing` for what a turn is). Pairs whose scope
-/// cannot be resolved are skipped with one `scope_unresolved` warning per placeholder.
+/// `[patterns] incomplete`: what becomes of an answer that did not finish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncompletePolicy {
+    /// No pattern: an unfinished answer would be recalled as if it were a good one.
+    #[default]
+    Skip,
+    /// A pattern with `[patterns] incomplete_score` (below `eval_score`).
+    Keep,
+}
+
+/// Questions of a scope that became no pattern (or, for kept incomplete answers, a
+/// lower-scored one), as the report counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QuestionCounts {
+    /// No answer with text came: the run ended without one, the answer was empty, or the
+    /// thread ends with the question.
+    pub unanswered: usize,
+    /// The answer was a refusal.
+    pub refused: usize,
+    /// The answer did not finish (skipped, or kept with the lower score).
+    pub incomplete: usize,
+}
+
+impl QuestionCounts {
+    pub fn add(&mut self, other: &QuestionCounts) {
+        self.unanswered += other.unanswered;
+        self.refused += other.refused;
+        self.incomplete += other.incomplete;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == QuestionCounts::default()
+    }
+}
+
+/// Maps one thread's messages to message-pair patterns: each question answered by the
+/// assistant becomes one record (see `pairing` for what a question is and how its fate is
+/// decided). Pairs whose scope cannot be resolved are skipped with one `scope_unresolved`
+/// warning per placeholder; questions without a stored answer are counted per scope.
 pub fn map_thread(bundle: &ThreadBundle, ctx: &MapContext, settings: &MapSettings) -> Mapped {
     let mut out = Mapped::default();
     // Placeholder -> (why, how many pairs it cost), in order of first appearance.
     let mut unresolved: Vec<(scope::Unresolved, usize)> = Vec::new();
-    for pair in pairing::pairs(pairing::turns(&bundle.messages, &ctx.file_names)) {
-        let (answerer_id, answerer) = answering_assistant(&pair.assistant, bundle, ctx);
+    let conversation = pairing::conversation(&bundle.messages, &bundle.runs, &ctx.file_names);
+    let thread_assistant = thread_assistant(bundle);
+    for q in &conversation.questions {
+        let answerer_id = match &q.fate {
+            Fate::Answered { answer, .. } | Fate::Refused { answer } => answering_assistant(answer, bundle),
+            Fate::Unanswered { run, .. } => run.and_then(|r| r.assistant_id.clone()),
+        }
+        .or_else(|| thread_assistant.clone());
+        let answerer = answerer_id.as_ref().and_then(|id| ctx.assistants.get(id));
         let scope_ctx = ScopeContext { assistant: answerer, thread: Some(&bundle.thread) };
-        match resolve_scope(settings, &scope_ctx) {
-            Ok(scope) => out.records.push(pair_record(&pair, answerer_id.as_deref(), scope, bundle, settings)),
+        let scope = resolve_scope(settings, &scope_ctx);
+        let (answer, ending) = match &q.fate {
+            Fate::Answered { answer, ending } => (answer, ending),
+            Fate::Refused { .. } | Fate::Unanswered { .. } => {
+                if let Ok(scope) = scope {
+                    let c = out.questions.entry(scope).or_default();
+                    match q.fate {
+                        Fate::Refused { .. } => c.refused += 1,
+                        _ => c.unanswered += 1,
+                    }
+                }
+                continue;
+            }
+        };
+        let score = match ending {
+            Ending::Completed => settings.eval_score,
+            Ending::Incomplete(reason) => {
+                if let Ok(scope) = &scope {
+                    out.questions.entry(scope.clone()).or_default().incomplete += 1;
+                }
+                let id = answer.ids().next().unwrap_or_default().to_string();
+                let (what, score) = match settings.incomplete {
+                    IncompletePolicy::Skip => ("not stored ([patterns] incomplete = \"skip\")".to_string(), None),
+                    IncompletePolicy::Keep => (
+                        format!("stored with success_score {} ([patterns] incomplete = \"keep\")", settings.incomplete_score),
+                        Some(settings.incomplete_score),
+                    ),
+                };
+                out.warnings.push(Warning::new(
+                    "incomplete_answer",
+                    id.as_str(),
+                    format!("thread {}: the answer {id} did not finish ({reason}); {what}", bundle.thread.id),
+                ));
+                match score {
+                    Some(s) => s,
+                    None => continue,
+                }
+            }
+        };
+        match scope {
+            Ok(scope) => {
+                out.records.push(pair_record(q, answer, ending, score, answerer_id.as_deref(), scope, bundle, settings))
+            }
             Err(mut e) => {
                 if let (Some(id), None, true) =
                     (&answerer_id, answerer, e.placeholder.starts_with("{assistant."))
@@ -69,55 +160,79 @@ pub fn map_thread(bundle: &ThreadBundle, ctx: &MapContext, settings: &MapSetting
             }
         }
     }
-    out.warnings =
-        unresolved.into_iter().map(|(e, n)| scope_warning(&bundle.thread.id, &e, n, settings)).collect();
+    for turn in &conversation.image_only {
+        let ids: Vec<&str> = turn.ids().collect();
+        out.warnings.push(Warning::new(
+            "image_only_question",
+            ids[0],
+            format!(
+                "thread {}: user message {} holds only images (engram migrates text): it is no question, and the assistant turn after it, if any, is not stored",
+                bundle.thread.id,
+                ids.join(", ")
+            ),
+        ));
+    }
+    out.warnings
+        .extend(unresolved.into_iter().map(|(e, n)| scope_warning(&bundle.thread.id, &e, n, settings)));
     out
 }
 
 /// The assistant that wrote an answer: the messages' `assistant_id`, else the one of the run
 /// that produced them. The id is returned even when the account no longer has that assistant.
-fn answering_assistant<'a>(
-    turn: &pairing::Turn<'_>,
-    bundle: &ThreadBundle,
-    ctx: &'a MapContext,
-) -> (Option<String>, Option<&'a Assistant>) {
-    let id = turn.assistant_id().map(str::to_string).or_else(|| {
+fn answering_assistant(turn: &pairing::Turn<'_>, bundle: &ThreadBundle) -> Option<String> {
+    turn.assistant_id().map(str::to_string).or_else(|| {
         turn.run_ids().into_iter().find_map(|run_id| {
             bundle.runs.iter().find(|r| r.id == run_id).and_then(|r| r.assistant_id.clone())
         })
-    });
-    let assistant = id.as_ref().and_then(|id| ctx.assistants.get(id));
-    (id, assistant)
+    })
 }
 
+/// The thread's assistant, for questions nothing answered: its first assistant message's or
+/// run's `assistant_id`.
+fn thread_assistant(bundle: &ThreadBundle) -> Option<String> {
+    bundle
+        .messages
+        .iter()
+        .find_map(|m| m.assistant_id.clone())
+        .or_else(|| bundle.runs.iter().find_map(|r| r.assistant_id.clone()))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn pair_record(
-    pair: &pairing::Pair<'_>,
+    q: &pairing::Question<'_>,
+    answer: &pairing::Turn<'_>,
+    ending: &Ending,
+    score: f64,
     answerer_id: Option<&str>,
     scope: Scope,
     bundle: &ThreadBundle,
     settings: &MapSettings,
 ) -> Record {
-    let task = text::truncate_chars(&pair.user.text, settings.task_max_chars).to_string();
-    let code = text::truncate_chars(&pair.assistant.text, settings.code_max_chars).to_string();
-    let ids = pair.message_ids();
-    let created_at = pair.user.created_at();
+    let task = text::truncate_chars(&q.user.text, settings.task_max_chars).to_string();
+    let code = text::truncate_chars(&answer.text, settings.code_max_chars).to_string();
+    let ids = q.message_ids();
+    let created_at = q.user.created_at();
     let key = keys::pattern_key(&task, created_at.saturating_mul(1000), &scope, &ids);
+    let mut openai = json!({
+        "kind": "message_pair",
+        "thread_id": bundle.thread.id,
+        // The message's assistant, else the run's (`assistant_id: null`, `run_id` set).
+        "assistant_id": answerer_id,
+        "run_id": answer.run_id(),
+        "message_ids": ids,
+    });
+    if let Ending::Incomplete(reason) = ending {
+        openai["incomplete"] = json!(reason);
+    }
     let pattern = json!({
         "task": task,
         "design": {
             "code": code,
             "classification": settings.classification,
             "source": "import",
-            "openai": {
-                "kind": "message_pair",
-                "thread_id": bundle.thread.id,
-                // The message's assistant, else the run's (`assistant_id: null`, `run_id` set).
-                "assistant_id": answerer_id,
-                "run_id": pair.assistant.run_id(),
-                "message_ids": ids,
-            },
+            "openai": openai,
         },
-        "success_score": settings.eval_score,
+        "success_score": score,
         "reuse_count": 0,
         "timestamp": created_at as f64,
     });
@@ -126,7 +241,7 @@ fn pair_record(
         key,
         kind: RecordKind::MessagePair,
         pattern,
-        skills: skills::functions_called(bundle, &pair.assistant.run_ids()),
+        skills: skills::functions_called(bundle, &answer.run_ids()),
         classification: settings.classification.clone(),
         origin: format!("openai-thread:{}", bundle.thread.id),
     }
@@ -185,6 +300,8 @@ mod tests {
             project_template: ScopeTemplate::parse(template).unwrap(),
             default_project: default_project.map(str::to_string),
             eval_score: 5.0,
+            incomplete: IncompletePolicy::Skip,
+            incomplete_score: 2.0,
             task_max_chars: 2000,
             code_max_chars: 8000,
             classification: "internal".into(),

@@ -1,26 +1,33 @@
-//! Turns and pairs: which messages of a thread become one question/answer pattern.
+//! Questions and what became of them: which messages of a thread become one question/answer
+//! pattern, and why the others do not.
 //!
 //! A *turn* is a maximal run of consecutive messages of one role (`Role::Other` messages are
-//! dropped). A message with no text (an image-only question, an empty or marker-only answer)
-//! and an assistant message with a `refusal` part form a *barrier* turn: it ends the turn before
-//! it and pairs with nothing. So a refused or empty answer leaves its question unpaired instead
-//! of gluing it to the next question, and an image-only question never merges the answers
-//! around it. Barrier messages are not listed in any pattern's `message_ids`.
+//! dropped). Two user turns are also split where a run answered nothing: a run of the thread
+//! that produced no message (it ended `requires_action`, `failed`, `cancelled`, `expired`, …)
+//! and was created between two user messages ends the question before it, so an unanswered
+//! question is never glued to the next one.
+//!
+//! Each user turn with text is a *question*; its fate is decided by the turn after it:
+//! - an assistant turn with text: *answered*, and how the answer ended (see [`Ending`]);
+//! - an assistant turn holding a `refusal` part: *refused* (a refusal is never an answer);
+//! - an assistant turn with no text, another question, or the end of the thread: *unanswered*.
+//!
+//! A user turn without text (only `image_file` / `image_url` parts) is not a question: it ends
+//! the pair before it, the assistant turn after it pairs with nothing, and it is reported by
+//! message id. Images inside a turn that has text never split or merge anything.
 
 use super::text::message_text;
-use crate::model::{Message, Role};
+use crate::model::{Message, Role, Run};
 use std::collections::HashMap;
 
-/// Consecutive messages of one role with their joined text (never empty).
+/// Consecutive messages of one role with their joined text (empty for an image-only user turn
+/// or an empty answer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn<'a> {
     pub role: Role,
     pub messages: Vec<&'a Message>,
     /// The messages' texts joined by a blank line.
     pub text: String,
-    /// No text to pair: a refused or empty answer, or an image-only question. It separates
-    /// the turns around it and pairs with nothing.
-    pub barrier: bool,
 }
 
 impl Turn<'_> {
@@ -55,18 +62,50 @@ impl Turn<'_> {
     }
 }
 
-/// A user turn immediately followed by an assistant turn.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pair<'a> {
-    pub user: Turn<'a>,
-    pub assistant: Turn<'a>,
+/// How an answer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Every message `completed` (or without a status) and its run, where known, `completed`.
+    Completed,
+    /// The answer stopped before it was done: the message's `incomplete_details.reason`
+    /// (`content_filter`, `max_tokens`, `run_cancelled`, `run_expired`, `run_failed`),
+    /// `in_progress`, or `run_<status>` when the message's run did not complete.
+    Incomplete(String),
 }
 
-impl Pair<'_> {
-    /// All message ids of the pair, user ones first, each in thread order.
+/// What became of one question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate<'a> {
+    Answered { answer: Turn<'a>, ending: Ending },
+    /// The assistant turn after it holds a `refusal` part.
+    Refused { answer: Turn<'a> },
+    /// No answer with text: `run` is the run that should have answered, when one is known.
+    Unanswered { run: Option<&'a Run>, why: String },
+}
+
+/// A user turn with text and its fate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question<'a> {
+    pub user: Turn<'a>,
+    pub fate: Fate<'a>,
+}
+
+impl Question<'_> {
+    /// All message ids of an answered question, user ones first, each in thread order.
     pub fn message_ids(&self) -> Vec<&str> {
-        self.user.ids().chain(self.assistant.ids()).collect()
+        match &self.fate {
+            Fate::Answered { answer, .. } => self.user.ids().chain(answer.ids()).collect(),
+            _ => self.user.ids().collect(),
+        }
     }
+}
+
+/// A thread read as questions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conversation<'a> {
+    pub questions: Vec<Question<'a>>,
+    /// User turns with no text (image-only): each ends the pair before it and pairs with nothing.
+    pub image_only: Vec<Turn<'a>>,
 }
 
 /// Messages in chronological order. The source hands them oldest first; only if `created_at`
@@ -79,58 +118,121 @@ pub fn chronological(messages: &[Message]) -> Vec<&Message> {
     out
 }
 
-/// Groups a thread's messages into turns (see the module header for what is skipped).
-pub fn turns<'a>(messages: &'a [Message], file_names: &HashMap<String, String>) -> Vec<Turn<'a>> {
-    let mut out: Vec<Turn<'a>> = Vec::new();
-    for msg in chronological(messages) {
-        if !matches!(msg.role, Role::User | Role::Assistant) {
-            continue;
-        }
+/// Run statuses (RunObject.status) that mean the run did not finish its answer. `completed`
+/// is the only good end; a status outside the documented set is not taken as a failure.
+const UNFINISHED_RUN: &[&str] =
+    &["queued", "in_progress", "requires_action", "cancelling", "cancelled", "failed", "incomplete", "expired"];
+
+/// Reads a thread's messages and runs as questions (see the module header).
+pub fn conversation<'a>(
+    messages: &'a [Message],
+    runs: &'a [Run],
+    file_names: &HashMap<String, String>,
+) -> Conversation<'a> {
+    let msgs: Vec<&Message> =
+        chronological(messages).into_iter().filter(|m| matches!(m.role, Role::User | Role::Assistant)).collect();
+    // Runs that produced no message of this thread: each answered nothing.
+    let mut silent: Vec<&Run> =
+        runs.iter().filter(|r| !msgs.iter().any(|m| m.run_id.as_deref() == Some(r.id.as_str()))).collect();
+    silent.sort_by_key(|r| r.created_at);
+
+    // Turns, each user turn with the silent run that came after it (if any).
+    let mut turns: Vec<(Turn<'a>, Option<&'a Run>)> = Vec::new();
+    for (i, msg) in msgs.iter().copied().enumerate() {
         let text = message_text(msg, file_names);
-        let refused = msg.role == Role::Assistant && msg.content.iter().any(|p| p.kind == "refusal");
-        if text.is_empty() || refused {
-            // A refusal is never an answer; an empty one, or an image-only question, is not a
-            // turn to pair either, but it still ends the turn before it.
-            match out.last_mut() {
-                Some(turn) if turn.role == msg.role && turn.barrier => turn.messages.push(msg),
-                _ => out.push(Turn { role: msg.role, messages: vec![msg], text: String::new(), barrier: true }),
-            }
-            continue;
-        }
-        match out.last_mut() {
-            Some(turn) if turn.role == msg.role && !turn.barrier => {
-                turn.text.push_str("\n\n");
+        let continues = turns.last().is_some_and(|(t, _)| t.role == msg.role)
+            && !(msg.role == Role::User && silent_run_between(&silent, msgs[i - 1], msg).is_some());
+        if continues {
+            let (turn, _) = turns.last_mut().expect("checked above");
+            if !text.is_empty() {
+                if !turn.text.is_empty() {
+                    turn.text.push_str("\n\n");
+                }
                 turn.text.push_str(&text);
-                turn.messages.push(msg);
             }
-            _ => out.push(Turn { role: msg.role, messages: vec![msg], text, barrier: false }),
+            turn.messages.push(msg);
+        } else {
+            turns.push((Turn { role: msg.role, messages: vec![msg], text }, None));
         }
+        if msg.role == Role::User {
+            let next = msgs.get(i + 1).copied();
+            let after = match next {
+                Some(n) => silent_run_between(&silent, msg, n),
+                None => silent.iter().rev().copied().find(|r| r.created_at >= msg.created_at),
+            };
+            if after.is_some() {
+                turns.last_mut().expect("just pushed or extended").1 = after;
+            }
+        }
+    }
+
+    let mut out = Conversation::default();
+    let mut it = turns.into_iter().peekable();
+    while let Some((turn, silent_after)) = it.next() {
+        if turn.role != Role::User {
+            continue; // a greeting, or an answer already consumed below
+        }
+        let answer = match it.peek() {
+            Some((next, _)) if next.role == Role::Assistant => it.next().map(|(t, _)| t),
+            _ => None,
+        };
+        if turn.text.is_empty() {
+            out.image_only.push(turn);
+            continue; // the answer after an image-only turn pairs with nothing
+        }
+        let fate = match answer {
+            Some(answer) if answer.messages.iter().any(|m| m.content.iter().any(|p| p.kind == "refusal")) => {
+                Fate::Refused { answer }
+            }
+            Some(answer) if answer.text.is_empty() => Fate::Unanswered {
+                run: answer.run_id().and_then(|id| runs.iter().find(|r| r.id == id)),
+                why: format!("the answer {} has no text", answer.ids().collect::<Vec<_>>().join(", ")),
+            },
+            Some(answer) => {
+                let ending = ending_of(&answer, runs);
+                Fate::Answered { answer, ending }
+            }
+            None => Fate::Unanswered {
+                run: silent_after,
+                why: match silent_after {
+                    Some(r) => format!("its run {} ended {:?} without an answer", r.id, r.status),
+                    None => "no answer follows it".to_string(),
+                },
+            },
+        };
+        out.questions.push(Question { user: turn, fate });
     }
     out
 }
 
-/// Every user turn directly followed by an assistant turn. A leading assistant greeting and a
-/// final unanswered question pair with nothing and are dropped.
-pub fn pairs(turns: Vec<Turn<'_>>) -> Vec<Pair<'_>> {
-    let mut out = Vec::new();
-    let mut it = turns.into_iter().peekable();
-    while let Some(turn) = it.next() {
-        if turn.role != Role::User || turn.barrier {
-            continue;
+/// The latest silent run created at or after `prev` and before `next` (the run `prev` started).
+fn silent_run_between<'a>(silent: &[&'a Run], prev: &Message, next: &Message) -> Option<&'a Run> {
+    silent.iter().rev().copied().find(|r| r.created_at >= prev.created_at && r.created_at < next.created_at)
+}
+
+/// How an answer turn ended: its first message that did not complete decides.
+fn ending_of(answer: &Turn<'_>, runs: &[Run]) -> Ending {
+    for m in &answer.messages {
+        match m.status.as_deref() {
+            Some("incomplete") => {
+                let reason = m.incomplete_details.as_ref().and_then(|d| d.reason.clone());
+                return Ending::Incomplete(reason.unwrap_or_else(|| "incomplete".to_string()));
+            }
+            Some("in_progress") => return Ending::Incomplete("in_progress".to_string()),
+            _ => {}
         }
-        if it.peek().is_some_and(|next| next.role == Role::Assistant && !next.barrier)
-            && let Some(assistant) = it.next()
-        {
-            out.push(Pair { user: turn, assistant });
+        let run = m.run_id.as_deref().and_then(|id| runs.iter().find(|r| r.id == id));
+        if let Some(r) = run.filter(|r| UNFINISHED_RUN.contains(&r.status.as_str())) {
+            return Ending::Incomplete(format!("run_{}", r.status));
         }
     }
-    out
+    Ending::Completed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ContentPart, FileRef, TextContent};
+    use crate::model::{ContentPart, FileRef, IncompleteDetails, TextContent};
 
     fn msg(id: &str, at: i64, role: Role, text: Option<&str>) -> Message {
         let content = match text {
@@ -156,15 +258,50 @@ mod tests {
             attachments: vec![],
             metadata: Default::default(),
             status: None,
+            incomplete_details: None,
         }
     }
 
+    fn run(id: &str, at: i64, status: &str) -> Run {
+        Run { id: id.into(), created_at: at, status: status.into(), ..Default::default() }
+    }
+
+    fn answered_in(m: &Message, run_id: &str) -> Message {
+        Message { run_id: Some(run_id.into()), ..m.clone() }
+    }
+
+    /// (task, answer, message ids) of every answered question.
     fn pair_of(messages: &[Message]) -> Vec<(String, String, Vec<String>)> {
-        pairs(turns(messages, &HashMap::new()))
+        pairs_with(messages, &[])
+    }
+
+    fn pairs_with(messages: &[Message], runs: &[Run]) -> Vec<(String, String, Vec<String>)> {
+        conversation(messages, runs, &HashMap::new())
+            .questions
             .into_iter()
-            .map(|p| {
-                let ids = p.message_ids().into_iter().map(str::to_string).collect();
-                (p.user.text, p.assistant.text, ids)
+            .filter_map(|q| {
+                let ids = q.message_ids().into_iter().map(str::to_string).collect();
+                match q.fate {
+                    Fate::Answered { answer, .. } => Some((q.user.text, answer.text, ids)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Each question's text with a short name of its fate.
+    fn fates(messages: &[Message], runs: &[Run]) -> Vec<(String, String)> {
+        conversation(messages, runs, &HashMap::new())
+            .questions
+            .into_iter()
+            .map(|q| {
+                let f = match q.fate {
+                    Fate::Answered { ending: Ending::Completed, .. } => "answered".to_string(),
+                    Fate::Answered { ending: Ending::Incomplete(r), .. } => format!("incomplete:{r}"),
+                    Fate::Refused { .. } => "refused".to_string(),
+                    Fate::Unanswered { run, .. } => format!("unanswered:{}", run.map_or("-", |r| r.status.as_str())),
+                };
+                (q.user.text, f)
             })
             .collect()
     }
@@ -200,19 +337,30 @@ mod tests {
         let p = pair_of(&m);
         assert_eq!(p.len(), 1);
         assert_eq!((p[0].0.as_str(), p[0].1.as_str()), ("Q1", "A1"));
+        assert_eq!(fates(&m, &[])[1], ("Q2 unanswered".into(), "unanswered:-".into()));
         assert!(pair_of(&[msg("a0", 1, A, Some("Hello!"))]).is_empty());
         assert!(pair_of(&[msg("u0", 1, U, Some("anyone?"))]).is_empty());
     }
 
-    /// Content parts of MessageObject (openai/openai-openapi openapi.yaml): `image_file`,
-    /// `image_url`, `text`, `refusal`. None of them may glue two questions together.
+    /// Content parts of MessageObject (openai/openai-openapi): `image_file`, `image_url`, `text`,
+    /// `refusal`. An image inside a question is part of it; an image-only turn is no question.
     #[test]
-    fn image_only_and_empty_messages_end_the_turn_before_them() {
-        // user, [image-only user], assistant: the image-only turn ends the pair before it.
+    fn an_image_in_a_question_is_part_of_it() {
+        // The demo's "here is a photo" case: text, then an image-only message, then the answer.
         let m =
             [msg("u1", 1, U, Some("What is this?")), msg("u2", 2, U, None), msg("a1", 3, A, Some("A cat."))];
-        assert!(pair_of(&m).is_empty());
-        // An image-only question between two answers does not merge them.
+        assert_eq!(
+            pair_of(&m),
+            vec![("What is this?".into(), "A cat.".into(), vec!["u1".into(), "u2".into(), "a1".into()])]
+        );
+        let mut url = msg("u3", 2, U, None);
+        url.content = vec![ContentPart { kind: "image_url".into(), ..Default::default() }];
+        let m = [url, msg("u1", 3, U, Some("And this?")), msg("a1", 4, A, Some("A dog."))];
+        assert_eq!(pair_of(&m), vec![("And this?".into(), "A dog.".into(), vec!["u3".into(), "u1".into(), "a1".into()])]);
+    }
+
+    #[test]
+    fn an_image_only_turn_ends_the_pair_before_it_and_pairs_with_nothing() {
         let m = [
             msg("u1", 1, U, Some("What is 2 + 2?")),
             msg("a1", 2, A, Some("4.")),
@@ -220,7 +368,14 @@ mod tests {
             msg("a2", 4, A, Some("A cat on a keyboard.")),
         ];
         assert_eq!(pair_of(&m), vec![("What is 2 + 2?".into(), "4.".into(), vec!["u1".into(), "a1".into()])]);
-        // An empty answer leaves its question unanswered: B alone pairs with "ok".
+        let c = conversation(&m, &[], &HashMap::new());
+        assert_eq!(c.image_only.len(), 1);
+        assert_eq!(c.image_only[0].ids().collect::<Vec<_>>(), ["u2"]);
+        assert!(pair_of(&[msg("u1", 1, U, None), msg("a1", 2, A, Some("Nice"))]).is_empty());
+    }
+
+    #[test]
+    fn an_empty_answer_leaves_its_question_unanswered() {
         let m = [
             msg("u1", 1, U, Some("A")),
             msg("a0", 2, A, Some("  \n")),
@@ -228,7 +383,7 @@ mod tests {
             msg("a1", 4, A, Some("ok")),
         ];
         assert_eq!(pair_of(&m), vec![("B".into(), "ok".into(), vec!["u2".into(), "a1".into()])]);
-        assert!(pair_of(&[msg("u1", 1, U, None), msg("a1", 2, A, Some("Nice"))]).is_empty());
+        assert_eq!(fates(&m, &[])[0], ("A".into(), "unanswered:-".into()));
     }
 
     #[test]
@@ -237,7 +392,7 @@ mod tests {
         refusal.content = vec![ContentPart { kind: "refusal".into(), ..Default::default() }];
         let m = [
             msg("u1", 1, U, Some("How do I pick a lock?")),
-            refusal,
+            refusal.clone(),
             msg("u2", 3, U, Some("What is the capital of Australia?")),
             msg("a1", 4, A, Some("Canberra.")),
         ];
@@ -245,6 +400,69 @@ mod tests {
             pair_of(&m),
             vec![("What is the capital of Australia?".into(), "Canberra.".into(), vec!["u2".into(), "a1".into()])]
         );
+        assert_eq!(fates(&m, &[])[0].1, "refused");
+        // A refusal next to text in the same answer still makes it a refusal.
+        let mut mixed = msg("a0", 2, A, Some("I can't help with that."));
+        mixed.content.push(ContentPart { kind: "refusal".into(), ..Default::default() });
+        assert_eq!(fates(&[msg("u1", 1, U, Some("Q")), mixed], &[])[0].1, "refused");
+    }
+
+    /// RunObject.status (openai/openai-openapi): a run that produced no message answered nothing;
+    /// the question it was started for is unanswered and never glued to the next one.
+    #[test]
+    fn a_run_that_answered_nothing_ends_its_question() {
+        for status in ["requires_action", "failed", "cancelled", "expired", "incomplete", "cancelling", "queued", "in_progress"]
+        {
+            let m = [
+                msg("u1", 10, U, Some("Where is order A-1?")),
+                msg("u2", 20, U, Some("What is the capital of Australia?")),
+                answered_in(&msg("a2", 22, A, Some("Canberra.")), "run_2"),
+            ];
+            let runs = [run("run_1", 11, status), run("run_2", 21, "completed")];
+            assert_eq!(
+                fates(&m, &runs),
+                vec![
+                    ("Where is order A-1?".to_string(), format!("unanswered:{status}")),
+                    ("What is the capital of Australia?".to_string(), "answered".to_string())
+                ],
+                "{status}"
+            );
+            // The last question of a thread, with its silent run.
+            let last = [msg("u1", 10, U, Some("Still there?"))];
+            assert_eq!(fates(&last, &[run("run_1", 11, status)])[0].1, format!("unanswered:{status}"));
+        }
+        // A completed run without a message (e.g. a tool-only run) also answered nothing.
+        let m = [msg("u1", 10, U, Some("Q1")), msg("u2", 20, U, Some("Q2")), msg("a2", 22, A, Some("A2"))];
+        assert_eq!(pairs_with(&m, &[run("run_1", 11, "completed")]).len(), 1);
+        assert_eq!(pairs_with(&m, &[run("run_1", 11, "completed")])[0].0, "Q2");
+        // No runs known (an export without them): consecutive questions stay one turn.
+        assert_eq!(pair_of(&m)[0].0, "Q1\n\nQ2");
+    }
+
+    /// MessageObject.status and incomplete_details.reason (openai/openai-openapi).
+    #[test]
+    fn how_an_answer_ended() {
+        for reason in ["content_filter", "max_tokens", "run_cancelled", "run_expired", "run_failed"] {
+            let mut a = msg("a1", 2, A, Some("Partial"));
+            a.status = Some("incomplete".into());
+            a.incomplete_details = Some(IncompleteDetails { reason: Some(reason.into()) });
+            assert_eq!(fates(&[msg("u1", 1, U, Some("Q")), a], &[])[0].1, format!("incomplete:{reason}"));
+        }
+        let mut a = msg("a1", 2, A, Some("Partial"));
+        a.status = Some("incomplete".into());
+        assert_eq!(fates(&[msg("u1", 1, U, Some("Q")), a.clone()], &[])[0].1, "incomplete:incomplete");
+        a.status = Some("in_progress".into());
+        assert_eq!(fates(&[msg("u1", 1, U, Some("Q")), a.clone()], &[])[0].1, "incomplete:in_progress");
+        a.status = Some("completed".into());
+        assert_eq!(fates(&[msg("u1", 1, U, Some("Q")), a.clone()], &[])[0].1, "answered");
+        // The message's run did not complete: its text is not a finished answer.
+        for status in ["requires_action", "failed", "cancelled", "expired", "incomplete"] {
+            let m = [msg("u1", 1, U, Some("Q")), answered_in(&msg("a1", 3, A, Some("Let me check.")), "run_1")];
+            assert_eq!(fates(&m, &[run("run_1", 2, status)])[0].1, format!("incomplete:run_{status}"), "{status}");
+        }
+        let m = [msg("u1", 1, U, Some("Q")), answered_in(&msg("a1", 3, A, Some("Done.")), "run_1")];
+        assert_eq!(fates(&m, &[run("run_1", 2, "completed")])[0].1, "answered");
+        assert_eq!(fates(&m, &[run("run_1", 2, "some_future_status")])[0].1, "answered");
     }
 
     #[test]
@@ -289,10 +507,11 @@ mod tests {
         let mut a3 = msg("a3", 4, A, Some("z"));
         a3.run_id = Some("run_1".into());
         let m = [msg("u1", 1, U, Some("q")), a1, a2, a3];
-        let p = pairs(turns(&m, &HashMap::new()));
-        assert_eq!(p[0].assistant.run_id(), Some("run_1"));
-        assert_eq!(p[0].assistant.run_ids(), ["run_1", "run_2"]);
-        assert_eq!(p[0].assistant.assistant_id(), Some("asst_2"));
-        assert_eq!(p[0].user.created_at(), 1);
+        let c = conversation(&m, &[], &HashMap::new());
+        let Fate::Answered { answer, .. } = &c.questions[0].fate else { panic!("{c:?}") };
+        assert_eq!(answer.run_id(), Some("run_1"));
+        assert_eq!(answer.run_ids(), ["run_1", "run_2"]);
+        assert_eq!(answer.assistant_id(), Some("asst_2"));
+        assert_eq!(c.questions[0].user.created_at(), 1);
     }
 }

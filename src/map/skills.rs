@@ -89,8 +89,8 @@ pub fn tool_records(assistant: &Assistant, settings: &MapSettings) -> Mapped {
                 e.reason
             );
             return Mapped {
-                records: vec![],
                 warnings: vec![Warning::new("scope_unresolved", assistant.id.clone(), message)],
+                ..Mapped::default()
             };
         }
     };
@@ -130,7 +130,7 @@ pub fn tool_records(assistant: &Assistant, settings: &MapSettings) -> Mapped {
             }
         })
         .collect();
-    Mapped { records, warnings: vec![] }
+    Mapped { records, ..Mapped::default() }
 }
 
 /// `"<name>: <description>"`, or just the name when there is no description.
@@ -154,6 +154,8 @@ mod tests {
             project_template: ScopeTemplate::parse(template).unwrap(),
             default_project: default_project.map(str::to_string),
             eval_score: 5.0,
+            incomplete: crate::map::IncompletePolicy::Skip,
+            incomplete_score: 2.0,
             task_max_chars: 30,
             code_max_chars: 100,
             classification: "internal".into(),

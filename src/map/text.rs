@@ -307,6 +307,7 @@ mod tests {
             attachments: vec![],
             metadata: Default::default(),
             status: None,
+            incomplete_details: None,
         }
     }
 

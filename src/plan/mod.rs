@@ -239,6 +239,9 @@ pub struct Tally {
     pub samples: BTreeMap<Scope, Vec<String>>,
     /// Every record's decision, when asked for (`--report-detail`).
     pub details: Option<Vec<RecordDetail>>,
+    /// Questions that became no pattern (or a lower-scored one), by scope. Counted when the
+    /// thread is mapped, so the dry run counts exactly what the real run does.
+    pub questions: BTreeMap<Scope, crate::map::QuestionCounts>,
 }
 
 /// One record's line in a detailed report.
@@ -266,6 +269,12 @@ pub fn excerpt(s: &str, n: usize) -> String {
 }
 
 impl Tally {
+    pub fn add_questions(&mut self, counts: &BTreeMap<Scope, crate::map::QuestionCounts>) {
+        for (scope, c) in counts {
+            self.questions.entry(scope.clone()).or_default().add(c);
+        }
+    }
+
     pub fn add(&mut self, planned: &Planned) {
         let scope = &planned.record.scope;
         self.by_scope.entry(scope.clone()).or_default().add(&planned.action);

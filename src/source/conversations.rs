@@ -203,6 +203,7 @@ pub fn to_bundle(conversation: &Conversation, items: &[Item]) -> ThreadBundle {
                     attachments: Vec::new(),
                     metadata: Metadata::new(),
                     status: item.status.clone(),
+                    incomplete_details: None,
                 });
             }
             "function_call" => {

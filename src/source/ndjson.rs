@@ -370,6 +370,7 @@ fn bundle(thread_id: &str, lines: Vec<(LineRef, Result<Line, String>)>) -> (Thre
                 attachments: Vec::new(),
                 metadata: BTreeMap::new(),
                 status: Some("completed".into()),
+                incomplete_details: None,
             }
         })
         .collect();
