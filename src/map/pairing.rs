@@ -28,6 +28,10 @@ pub struct Turn<'a> {
     pub messages: Vec<&'a Message>,
     /// The messages' texts joined by a blank line.
     pub text: String,
+    /// Ids of the messages that gave text: the pattern's provenance, and its key, name these
+    /// (an image-only message inside a question is part of the turn but not of the key, so
+    /// keys made before images were read this way stay the same).
+    pub text_ids: Vec<&'a str>,
 }
 
 impl Turn<'_> {
@@ -57,6 +61,7 @@ impl Turn<'_> {
         self.messages.first().map_or(0, |m| m.created_at)
     }
 
+    /// Every message id of the turn, text or not.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.messages.iter().map(|m| m.id.as_str())
     }
@@ -91,11 +96,12 @@ pub struct Question<'a> {
 }
 
 impl Question<'_> {
-    /// All message ids of an answered question, user ones first, each in thread order.
+    /// The ids of the messages whose text an answered question holds, user ones first, each in
+    /// thread order.
     pub fn message_ids(&self) -> Vec<&str> {
         match &self.fate {
-            Fate::Answered { answer, .. } => self.user.ids().chain(answer.ids()).collect(),
-            _ => self.user.ids().collect(),
+            Fate::Answered { answer, .. } => self.user.text_ids.iter().chain(&answer.text_ids).copied().collect(),
+            _ => self.user.text_ids.clone(),
         }
     }
 }
@@ -149,10 +155,12 @@ pub fn conversation<'a>(
                     turn.text.push_str("\n\n");
                 }
                 turn.text.push_str(&text);
+                turn.text_ids.push(&msg.id);
             }
             turn.messages.push(msg);
         } else {
-            turns.push((Turn { role: msg.role, messages: vec![msg], text }, None));
+            let text_ids = if text.is_empty() { vec![] } else { vec![msg.id.as_str()] };
+            turns.push((Turn { role: msg.role, messages: vec![msg], text, text_ids }, None));
         }
         if msg.role == Role::User {
             let next = msgs.get(i + 1).copied();
@@ -351,12 +359,12 @@ mod tests {
             [msg("u1", 1, U, Some("What is this?")), msg("u2", 2, U, None), msg("a1", 3, A, Some("A cat."))];
         assert_eq!(
             pair_of(&m),
-            vec![("What is this?".into(), "A cat.".into(), vec!["u1".into(), "u2".into(), "a1".into()])]
+            vec![("What is this?".into(), "A cat.".into(), vec!["u1".into(), "a1".into()])]
         );
         let mut url = msg("u3", 2, U, None);
         url.content = vec![ContentPart { kind: "image_url".into(), ..Default::default() }];
         let m = [url, msg("u1", 3, U, Some("And this?")), msg("a1", 4, A, Some("A dog."))];
-        assert_eq!(pair_of(&m), vec![("And this?".into(), "A dog.".into(), vec!["u3".into(), "u1".into(), "a1".into()])]);
+        assert_eq!(pair_of(&m), vec![("And this?".into(), "A dog.".into(), vec!["u1".into(), "a1".into()])]);
     }
 
     #[test]
