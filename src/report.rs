@@ -48,6 +48,9 @@ pub struct Report {
     pub target_notes: Vec<String>,
     /// Wall time of the run, in seconds.
     pub elapsed_secs: f64,
+    /// Stored patterns this rerun replaced (with the key replacing each) or retired, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<crate::plan::supersede::Superseded>,
 }
 
 /// API traffic of the run.
@@ -141,6 +144,8 @@ pub struct ScopeReport {
     pub unanswered: usize,
     pub refused: usize,
     pub incomplete: usize,
+    /// Stored message pairs this rerun retired under the pairing rules.
+    pub retired: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,7 +189,7 @@ impl EmbeddingReport {
 pub fn scope_reports(tally: &Tally) -> Vec<ScopeReport> {
     // A scope may have only questions nothing answered: it still gets its row.
     let scopes: std::collections::BTreeSet<&crate::record::Scope> =
-        tally.by_scope.keys().chain(tally.questions.keys()).collect();
+        tally.by_scope.keys().chain(tally.questions.keys()).chain(tally.retired.keys()).collect();
     scopes
         .into_iter()
         .map(|scope| {
@@ -204,10 +209,14 @@ pub fn scope_reports(tally: &Tally) -> Vec<ScopeReport> {
                 unanswered: q.unanswered,
                 refused: q.refused,
                 incomplete: q.incomplete,
+                retired: tally.retired.get(scope).copied().unwrap_or(0),
             }
         })
         .collect()
 }
+
+/// Superseded patterns listed by the text and Markdown reports.
+const SUPERSEDED_SHOWN: usize = 10;
 
 impl Report {
     /// "acme/Support Bot: 2 unanswered, 1 refused, 1 incomplete" for every scope with any.
@@ -222,6 +231,29 @@ impl Report {
                 )
             })
             .collect()
+    }
+
+    /// A summary of `superseded` and its first entries (all of them are in the JSON report).
+    fn superseded_lines(&self) -> Vec<String> {
+        if self.superseded.is_empty() {
+            return Vec::new();
+        }
+        let replaced = self.superseded.iter().filter(|s| s.by.is_some()).count();
+        let verb = if self.dry_run { "would be" } else { "were" };
+        let mut out = vec![format!(
+            "{} stored pattern{} {verb} superseded: {replaced} replaced by a new key, {} retired",
+            self.superseded.len(),
+            if self.superseded.len() == 1 { "" } else { "s" },
+            self.superseded.len() - replaced
+        )];
+        for s in self.superseded.iter().take(SUPERSEDED_SHOWN) {
+            let by = s.by.as_deref().map(|b| format!(" -> {b}")).unwrap_or_default();
+            out.push(format!("{}/{} {}{by} ({}): {}", s.tenant, s.project, s.key, s.origin, s.reason));
+        }
+        if self.superseded.len() > SUPERSEDED_SHOWN {
+            out.push(format!("... and {} more (see --report FILE.json)", self.superseded.len() - SUPERSEDED_SHOWN));
+        }
+        out
     }
 
     pub fn totals(&self) -> Counts {
@@ -281,6 +313,14 @@ impl Report {
         if !questions.is_empty() {
             out.push_str("**Questions with no stored answer:**\n\n");
             for line in &questions {
+                out.push_str(&format!("- {}\n", md_escape(line)));
+            }
+            out.push('\n');
+        }
+        let superseded = self.superseded_lines();
+        if let Some((head, rest)) = superseded.split_first() {
+            out.push_str(&format!("**Superseded:** {}\n\n", md_escape(head)));
+            for line in rest {
                 out.push_str(&format!("- {}\n", md_escape(line)));
             }
             out.push('\n');
@@ -385,6 +425,13 @@ impl Report {
         if !questions.is_empty() {
             out.push_str("\n  questions with no stored answer, by scope:\n");
             for line in &questions {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        let superseded = self.superseded_lines();
+        if let Some((head, rest)) = superseded.split_first() {
+            out.push_str(&format!("\n  {head}:\n"));
+            for line in rest {
                 out.push_str(&format!("    {line}\n"));
             }
         }

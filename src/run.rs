@@ -422,6 +422,7 @@ impl<'a> Pipeline<'a> {
                     pending.extend(mapped.records);
                     self.warnings.extend(mapped.warnings);
                     self.tally.add_questions(&mapped.questions);
+                    self.plan.pairs.thread_read(&bundle.thread.id, &mapped.not_stored);
                     tracing::debug!(thread = %id, "mapped");
                 }
             }
@@ -437,6 +438,9 @@ impl<'a> Pipeline<'a> {
         };
         if !pending.is_empty() {
             self.process_batch(sink, pending).await?;
+        }
+        if !self.interrupt.is_set() {
+            self.retire_superseded(sink).await?;
         }
         progress.finish();
         if self.args.dry_run {
@@ -475,6 +479,7 @@ impl<'a> Pipeline<'a> {
             index: self.index,
             target_notes: Vec::new(),
             elapsed_secs: 0.0, // set by `run`, after the sink has settled
+            superseded: std::mem::take(&mut self.tally.superseded),
         })
     }
 
@@ -684,6 +689,35 @@ impl<'a> Pipeline<'a> {
             ctx.file_names.insert(id, name);
         }
         Ok(None)
+    }
+
+    /// Removes the stored message pairs the pairing rules now retire (see `plan::supersede`),
+    /// once every thread is planned; the dry run only counts them.
+    async fn retire_superseded<S: Sink>(&mut self, sink: &mut S) -> Result<(), RunError> {
+        // A scope that received no record this run may still hold pairs its questions retire.
+        let scopes: Vec<Scope> = self.tally.questions.keys().filter(|s| self.plan.needs_scope(s)).cloned().collect();
+        for scope in &scopes {
+            let stored = sink.scope_patterns(scope).await?;
+            self.plan.load_scope(scope, stored);
+        }
+        let retired = self.plan.retirements();
+        if retired.is_empty() {
+            return Ok(());
+        }
+        if !self.args.dry_run {
+            let mut by_scope: HashMap<Scope, Vec<String>> = HashMap::new();
+            for r in &retired {
+                by_scope.entry(Scope::new(r.tenant.clone(), r.project.clone())).or_default().push(r.key.clone());
+            }
+            for (scope, keys) in &by_scope {
+                sink.remove(scope, keys).await?;
+            }
+            // Sinks that queue removals apply them with the next write.
+            sink.write(&[]).await?;
+            self.wrote_anything = true;
+        }
+        self.tally.add_retired(retired);
+        Ok(())
     }
 
     /// Plan -> embed -> write for one batch of records.

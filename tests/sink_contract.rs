@@ -227,8 +227,8 @@ mod checks {
         sink.preflight(&preflight(Some(b.dims()))).await.expect("preflight");
         let listed = sink.scope_patterns(&support()).await.expect("scope_patterns");
         let expected = vec![
-            StoredPattern { key: A1.into(), task: "How do I rotate an API key?".into(), success_score: 5.0 },
-            StoredPattern { key: A2.into(), task: "Where are my invoices?".into(), success_score: 5.0 },
+            StoredPattern { key: A1.into(), task: "How do I rotate an API key?".into(), success_score: 5.0, origin: None },
+            StoredPattern { key: A2.into(), task: "Where are my invoices?".into(), success_score: 5.0, origin: None },
         ];
         assert_eq!(listed, expected);
     }

@@ -48,6 +48,9 @@ pub struct Mapped {
     pub warnings: Vec<Warning>,
     /// Questions that became no pattern (or a lower-scored one), per scope.
     pub questions: BTreeMap<Scope, QuestionCounts>,
+    /// Messages of questions the rules store no pattern for, with the fate that says why
+    /// (`refused`, `unanswered`, `incomplete`, `image-only`): a rerun retires stored pairs of them.
+    pub not_stored: Vec<(String, &'static str)>,
 }
 
 /// `[patterns] incomplete`: what becomes of an answer that did not finish.
@@ -108,6 +111,8 @@ pub fn map_thread(bundle: &ThreadBundle, ctx: &MapContext, settings: &MapSetting
         let (answer, ending) = match &q.fate {
             Fate::Answered { answer, ending } => (answer, ending),
             Fate::Refused { .. } | Fate::Unanswered { .. } => {
+                let fate = if matches!(q.fate, Fate::Refused { .. }) { "refused" } else { "unanswered" };
+                out.not_stored.extend(q.user.ids().map(|id| (id.to_string(), fate)));
                 if let Ok(scope) = scope {
                     let c = out.questions.entry(scope).or_default();
                     match q.fate {
@@ -139,7 +144,10 @@ pub fn map_thread(bundle: &ThreadBundle, ctx: &MapContext, settings: &MapSetting
                 ));
                 match score {
                     Some(s) => s,
-                    None => continue,
+                    None => {
+                        out.not_stored.extend(q.user.ids().map(|id| (id.to_string(), "incomplete")));
+                        continue;
+                    }
                 }
             }
         };
@@ -162,6 +170,7 @@ pub fn map_thread(bundle: &ThreadBundle, ctx: &MapContext, settings: &MapSetting
     }
     for turn in &conversation.image_only {
         let ids: Vec<&str> = turn.ids().collect();
+        out.not_stored.extend(ids.iter().map(|id| (id.to_string(), "image-only")));
         out.warnings.push(Warning::new(
             "image_only_question",
             ids[0],

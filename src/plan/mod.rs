@@ -5,6 +5,7 @@
 //! is why the two report the same numbers.
 
 pub mod dedup;
+pub mod supersede;
 
 use crate::record::{Record, Scope};
 use crate::sink::{Existing, StoredPattern};
@@ -37,6 +38,8 @@ pub struct PlanState {
     stored: HashMap<Scope, usize>,
     /// engram-written keys by their identity part (see `identity_of`), per scope.
     identities: HashMap<Scope, HashMap<String, String>>,
+    /// Stored message pairs and the messages this run mapped: what a rerun replaces or retires.
+    pub pairs: supersede::StoredPairs,
 }
 
 impl PlanState {
@@ -51,6 +54,7 @@ impl PlanState {
 
     pub fn load_scope(&mut self, scope: &Scope, stored: Vec<StoredPattern>) {
         *self.stored.entry(scope.clone()).or_default() += stored.len();
+        self.pairs.load(scope, &stored);
         let ids = self.identities.entry(scope.clone()).or_default();
         for p in &stored {
             if let Some(identity) = identity_of(&p.key) {
@@ -65,6 +69,11 @@ impl PlanState {
 
     pub fn planned_keys(&self) -> usize {
         self.seen.len()
+    }
+
+    /// Stored message pairs the rules now retire: call once every thread is read and planned.
+    pub fn retirements(&self) -> Vec<supersede::Superseded> {
+        self.pairs.retirements(|k| self.seen.contains(&key_digest(k)))
     }
 
     /// Patterns a scope held before this run (as loaded by `load_scope`).
@@ -108,6 +117,7 @@ pub fn plan_batch(records: Vec<Record>, existing: &HashMap<String, Existing>, st
     records
         .into_iter()
         .map(|record| {
+            state.pairs.planned(&record);
             let mut replaces = None;
             let (action, reason) = if !state.seen.insert(key_digest(&record.key)) {
                 (Action::Skip, Some("the same record was planned earlier in this run".to_string()))
@@ -168,10 +178,20 @@ fn plan_new(record: &Record, state: &mut PlanState) -> (Action, Option<String>, 
         .filter(|old| **old != record.key)
     {
         let old = old.clone();
+        state.pairs.mark_replaced(&old);
         state.indexes.entry(record.scope.clone()).or_default().insert(&record.key, record.task(), score);
         return (
             Action::Update,
             Some(format!("the question changed in the source; replaces {old} (the task's hash is part of the key)")),
+            Some(old),
+        );
+    }
+    let seen = &state.seen;
+    if let Some(old) = state.pairs.replaced_by(record, |k| seen.contains(&key_digest(k))) {
+        state.indexes.entry(record.scope.clone()).or_default().insert(&record.key, record.task(), score);
+        return (
+            Action::Update,
+            Some(format!("the pairing rules changed which messages form this pair; replaces {old}")),
             Some(old),
         );
     }
@@ -196,6 +216,9 @@ fn plan_new(record: &Record, state: &mut PlanState) -> (Action, Option<String>, 
     };
     if decision.0 == Action::Create {
         idx.insert(&record.key, record.task(), score);
+    }
+    if let Some(old) = &decision.2 {
+        state.pairs.mark_replaced(old);
     }
     decision
 }
@@ -242,6 +265,10 @@ pub struct Tally {
     /// Questions that became no pattern (or a lower-scored one), by scope. Counted when the
     /// thread is mapped, so the dry run counts exactly what the real run does.
     pub questions: BTreeMap<Scope, crate::map::QuestionCounts>,
+    /// Stored patterns this run replaces under new pairing rules or retires, by scope.
+    pub retired: BTreeMap<Scope, usize>,
+    /// Every stored pattern a rerun replaces (with the key replacing it) or retires.
+    pub superseded: Vec<supersede::Superseded>,
 }
 
 /// One record's line in a detailed report.
@@ -275,6 +302,13 @@ impl Tally {
         }
     }
 
+    pub fn add_retired(&mut self, retired: Vec<supersede::Superseded>) {
+        for r in retired {
+            *self.retired.entry(Scope::new(r.tenant.clone(), r.project.clone())).or_default() += 1;
+            self.superseded.push(r);
+        }
+    }
+
     pub fn add(&mut self, planned: &Planned) {
         let scope = &planned.record.scope;
         self.by_scope.entry(scope.clone()).or_default().add(&planned.action);
@@ -287,6 +321,16 @@ impl Tally {
         }
         if planned.replaces.is_some() && planned.action == Action::Create {
             *self.replaced.entry(scope.clone()).or_default() += 1;
+        }
+        if let Some(old) = &planned.replaces {
+            self.superseded.push(supersede::Superseded {
+                tenant: scope.tenant.clone(),
+                project: scope.project.clone(),
+                key: old.clone(),
+                origin: planned.record.origin.clone(),
+                by: Some(planned.record.key.clone()),
+                reason: planned.reason.clone().unwrap_or_default(),
+            });
         }
         if let Some(details) = &mut self.details {
             details.push(RecordDetail {
@@ -360,7 +404,7 @@ mod tests {
     const LONG: &str = "how do I rotate the production api key of our team without any downtime for the services that use it today";
 
     fn stored(key: &str, task: &str, score: f64) -> StoredPattern {
-        StoredPattern { key: key.into(), task: task.into(), success_score: score }
+        StoredPattern { key: key.into(), task: task.into(), success_score: score, origin: None }
     }
 
     #[test]

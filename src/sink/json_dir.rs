@@ -259,6 +259,7 @@ impl Sink for JsonDirSink {
                 key: format!("patterns/{stem}"),
                 task: task.to_string(),
                 success_score: v.get("success_score").and_then(Value::as_f64).unwrap_or(0.0),
+                origin: super::PairOrigin::of_pattern(&v),
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -459,8 +459,9 @@ impl Sink for PgSink {
         let rows = write::scope_patterns(&mut self.conn, scope).await.map_err(|e| self.io("reading patterns", e))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(key, task, score)| {
-                Some(StoredPattern { key, task: task?, success_score: score.and_then(|s| s.parse().ok()).unwrap_or(0.0) })
+            .filter_map(|(key, task, score, openai)| {
+                let origin = openai.and_then(|o| serde_json::from_str(&o).ok()).and_then(|o| super::PairOrigin::of_openai(&o));
+                Some(StoredPattern { key, task: task?, success_score: score.and_then(|s| s.parse().ok()).unwrap_or(0.0), origin })
             })
             .collect())
     }

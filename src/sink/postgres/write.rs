@@ -334,10 +334,14 @@ pub struct ScopeCounts {
     pub replaced: usize,
 }
 
-/// Every pattern of a scope (key, task, success_score), for the near-duplicate check.
-pub async fn scope_patterns(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<(String, Option<String>, Option<String>)>, Sql> {
+/// Every pattern of a scope (key, task, success_score, design.openai as JSON text), for the
+/// near-duplicate check and the rerun's replace/retire step.
+pub async fn scope_patterns(
+    conn: &mut PgConnection,
+    scope: &Scope,
+) -> Result<Vec<(String, Option<String>, Option<String>, Option<String>)>, Sql> {
     sqlx::query_as(
-        "SELECT key, data ->> 'task', data ->> 'success_score' FROM memory_data \
+        "SELECT key, data ->> 'task', data ->> 'success_score', data #>> '{design,openai}' FROM memory_data \
          WHERE tenant_id = $1 AND project_id = $2 AND key LIKE 'patterns/%' ORDER BY key",
     )
     .bind(&scope.tenant)
