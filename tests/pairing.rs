@@ -436,3 +436,68 @@ fn a_rerun_replaces_and_retires_what_older_rules_stored() {
     // Unchanged: the control pattern and the assistant's function tool.
     assert_eq!(scope_counts(&again, PROJECT), (0, 0, 2, 0));
 }
+
+/// The same clean-up in PostgreSQL, where removals are queued and applied with a write: a first
+/// run of an account whose export lacked the failed run (so two questions were one turn) and
+/// whose cut-off answer still said `completed`; a second run of the account as the API reports
+/// it now. The glued pattern is replaced, the cut-off one retired, both rows and embeddings gone.
+#[test]
+fn a_rerun_replaces_and_retires_in_postgres() {
+    fn case(now: bool) -> Case {
+        let mut c = Case::new("pg_rerun");
+        c.ask("Where is order A-1?");
+        if now {
+            c.run("failed", None);
+        } else {
+            c.tick();
+            c.tick();
+        }
+        c.control();
+        c.ask("Explain the history of Rome.");
+        let ended = if now { json!({"status": "incomplete", "incomplete_details": {"reason": "max_tokens"}}) } else { json!({}) };
+        c.run(if now { "incomplete" } else { "completed" }, Some((json!([text_part("Rome was founded")]), ended)));
+        c
+    }
+    let url = fresh_database("pairing_rerun");
+    let tasks = |url: &str| -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, String>(
+                "SELECT d.data ->> 'task' FROM memory_data d JOIN memory_embeddings e USING (key) \
+                 WHERE d.key LIKE 'patterns/%' AND d.data -> 'design' -> 'openai' ->> 'kind' = 'message_pair' ORDER BY 1",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+        })
+    };
+    let before = case(false);
+    let server = serve(&[&before]);
+    let ws = workspace(&server, &[&before], "");
+    migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(tasks(&url), ["Explain the history of Rome.", "Where is order A-1?\n\nWhat is the capital of Australia?"]);
+
+    let now = case(true);
+    let server = serve(&[&now]);
+    let ws = workspace(&server, &[&now], "");
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    let superseded = report["superseded"].as_array().unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(superseded.len(), 2, "{superseded:#?}");
+    assert_eq!(superseded.iter().filter(|s| s["by"].is_string()).count(), 1, "{superseded:#?}");
+    assert_eq!(tasks(&url), ["What is the capital of Australia?"]);
+    let rows = |sql: &'static str| -> i64 {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.unwrap()
+        })
+    };
+    // Nothing left behind: no orphaned embedding, no pattern row without one.
+    assert_eq!(rows("SELECT count(*) FROM memory_embeddings e WHERE NOT EXISTS (SELECT 1 FROM memory_data d WHERE d.key = e.key)"), 0);
+    assert_eq!(rows("SELECT count(*) FROM memory_data WHERE key LIKE 'patterns/%'"), 2, "the capital pair and the tool");
+    let again = migrate_ok(&ws, Path::new(&url), &[]);
+    assert!(again.get("superseded").is_none(), "{again:#}");
+}
