@@ -224,7 +224,7 @@ impl Report {
         }
         out.push_str(&format!("- requests: {}\n", self.requests.summary()));
         if let Some(schema) = &self.engramia_schema {
-            out.push_str(&format!("  schema   {}\n", schema.summary()));
+            out.push_str(&format!("- Engramia schema: {}\n", md_escape(&schema.summary())));
         }
         if let Some(ix) = &self.index {
             out.push_str(&format!("- HNSW index: **{}**: {}\n", ix.action, md_escape(&ix.reason)));
@@ -305,6 +305,9 @@ impl Report {
             out.push_str(&format!("  files    {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
         }
         out.push_str(&format!("  requests {}\n", self.requests.summary()));
+        if let Some(schema) = &self.engramia_schema {
+            out.push_str(&format!("  schema   {}\n", schema.summary()));
+        }
         if let Some(ix) = &self.index {
             out.push_str(&format!("  index    {}: {}\n", ix.action, ix.reason));
         }

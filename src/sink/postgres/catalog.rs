@@ -42,6 +42,8 @@ pub struct VectorExt {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub user: String,
+    /// `current_database()`, for the SQL an owner is asked to run.
+    pub database: String,
     pub superuser: bool,
     pub schema: Option<String>,
     pub present: BTreeSet<String>,
@@ -142,12 +144,14 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Catalog, Sql> {
                 COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false), \
                 (SELECT extversion::text FROM pg_extension WHERE extname = 'vector'), \
                 EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector'), \
-                COALESCE((SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = 'vector'), false)",
+                COALESCE((SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = 'vector'), false), \
+                current_database()::text",
     )
     .fetch_one(&mut *conn)
     .await?;
     let mut cat = Catalog {
         user: row.try_get(0)?,
+        database: row.try_get(8)?,
         schema: row.try_get(1)?,
         superuser: row.try_get(2)?,
         can_create_in_db: row.try_get(3)?,

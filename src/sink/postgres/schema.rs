@@ -41,7 +41,8 @@ pub const KNOWN: [&str; 31] = [
 ];
 
 /// `[target] engramia_schema`: which revision an empty database gets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Choice {
     /// The newest shipped revision.
     #[default]
@@ -55,6 +56,13 @@ impl PartialEq for Shipped {
     }
 }
 impl Eq for Shipped {}
+
+impl TryFrom<String> for Choice {
+    type Error = String;
+    fn try_from(value: String) -> Result<Choice, String> {
+        Choice::parse(&value)
+    }
+}
 
 impl Choice {
     /// "auto" or a shipped revision; otherwise a message naming what engram ships.
@@ -104,7 +112,7 @@ pub fn tables_of(sql: &str) -> BTreeSet<String> {
             .lines()
             .filter(|l| !l.trim_start().starts_with("--"))
             .flat_map(str::split_whitespace)
-            .map(|w| w.trim_end_matches('(').to_ascii_lowercase())
+            .map(|w| w.split('(').next().unwrap_or_default().to_ascii_lowercase())
             .collect();
         let w: Vec<&str> = words.iter().map(String::as_str).collect();
         match w.as_slice() {
