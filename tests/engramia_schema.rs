@@ -64,13 +64,13 @@ const TABLES: &str = "SELECT c.relname::text, c.relkind::text FROM pg_class c \
       AND c.relname NOT LIKE 'engram\\_%' ORDER BY 1";
 const COLUMNS: &str = "SELECT c.relname::text, a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) \
         || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE ' NULL' END \
-        || ' default ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') || ' identity ' || a.attidentity \
-        || ' generated ' || a.attgenerated || ' collation ' || a.attcollation::regcollation::text \
+        || ' default ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') || ' identity ' || a.attidentity::text \
+        || ' generated ' || a.attgenerated::text || ' collation ' || a.attcollation::regcollation::text \
         || ' comment ' || coalesce(col_description(c.oid, a.attnum), '-') \
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
       AND c.relname NOT LIKE 'engram\\_%' ORDER BY 1, 2";
-const CONSTRAINTS: &str = "SELECT conrelid::regclass::text, conname || ' ' || contype || ' ' || pg_get_constraintdef(oid) \
+const CONSTRAINTS: &str = "SELECT conrelid::regclass::text, conname || ' ' || contype::text || ' ' || pg_get_constraintdef(oid) \
     FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND conrelid <> 0 \
       AND conrelid::regclass::text NOT LIKE 'engram\\_%' ORDER BY 1, 2";
 const INDEXES: &str = "SELECT tablename::text, indexdef FROM pg_indexes WHERE schemaname = 'public' \
@@ -142,6 +142,22 @@ fn engram_creates_engramias_exact_schema_at_every_shipped_revision() {
             .map(|s| s[2..].to_string())
             .collect();
         assert_eq!(extra, ENGRAM_TABLES);
+    }
+}
+
+/// The shipped scripts are what their header says: Engramia's alembic in offline mode
+/// (`alembic upgrade <revision> --sql`, tests/support/engramia_offline_sql.py) prints them
+/// byte for byte, with the Engramia release that ships the revision.
+#[test]
+fn shipped_scripts_are_engramias_offline_sql() {
+    for shipped in &SHIPPED {
+        let out = Command::new(python_for_revision(shipped.revision))
+            .arg(repo_root().join("tests/support/engramia_offline_sql.py"))
+            .arg(shipped.revision)
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout) == shipped.sql, "migrations/engramia_{}_*.sql is not Engramia {}'s offline SQL; regenerate it with the command in its header", shipped.revision, shipped.engramia);
     }
 }
 
