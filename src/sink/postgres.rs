@@ -235,7 +235,7 @@ impl PgSink {
             "skills_registry_limit",
             scope.to_string(),
             format!(
-                "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there (a schema keyed by (tenant_id, project_id, key) has no such limit)",
+                "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there. A schema keyed by (tenant_id, project_id, key) has no such limit: after Engramia's `alembic upgrade head` (revision 019 and later), the next engram run registers them",
                 self.place
             ),
         ));
@@ -551,7 +551,7 @@ impl Sink for PgSink {
 
     async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<index::IndexChoice>, SinkError> {
         let cat = self.catalog().await?.clone();
-        // None: the table does not exist yet (an empty database gets the index from 0001).
+        // None: the table does not exist yet (an empty database gets the index with Engramia's schema).
         let (present, held, left_dropped) = if cat.has("memory_embeddings") {
             let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
             let left = match cat.has("engram_dropped_indexes") {
