@@ -338,6 +338,14 @@ fn missing_extension_without_privilege_is_refused() {
     assert!(err.contains("CREATE EXTENSION IF NOT EXISTS vector;"), "{err}");
     assert!(err.contains("engram_noext") && err.contains("\"pg_noext\""), "{err}");
     assert!(tables(&admin).is_empty(), "{:?}", tables(&admin));
+
+    // The statement the message gives, run by the owner, is all the role needed.
+    exec(&admin, "CREATE EXTENSION IF NOT EXISTS vector;");
+    let server = Server::demo();
+    let ws = Workspace::demo(&server.base_url);
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(report["engramia_schema"]["status"], "created", "{report:#}");
+    assert_eq!(strings(&admin, "SELECT version_num::text FROM alembic_version"), ["032"]);
 }
 
 /// A read-only role on Engramia's schema: exit 2 listing what it lacks; nothing written.
