@@ -208,6 +208,8 @@ fn demo_into_empty_database_is_recalled() {
     for t in ["admin_users", "tenant_credentials", "cloud_users", "api_keys", "memory_data", "engram_runs"] {
         assert!(tables(&url).contains(&t.to_string()), "{t}: {:?}", tables(&url));
     }
+    let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!((&found["engramia"], &found["matches"][0]["task"]), (&json!("0.7.0.dev0"), &json!(ROTATE_TURN)), "{found:#}");
     assert!(!warning_kinds(&report).contains(&"skills_registry_limit".to_string()), "{report:#}");
     assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry' ORDER BY 1"), [SUPPORT, WEATHER]);
     assert!(!engramia_find_by_skills(&server, &url, SUPPORT, "get_order_status").is_empty());
@@ -224,6 +226,8 @@ fn demo_into_empty_database_with_the_0_6_schema_is_recalled_by_0_6_6() {
     assert_eq!(report["engramia_schema"]["revision"], "015", "{report:#}");
     assert_eq!(report["engramia_schema"]["keyed_by"], "key", "{report:#}");
     assert!(!tables(&url).contains(&"admin_users".to_string()));
+    let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!((&found["engramia"], &found["matches"][0]["task"]), (&json!("0.6.6"), &json!(ROTATE_TURN)), "{found:#}");
     assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry'"), [SUPPORT]);
     assert!(!engramia_find_by_skills(&server, &url, SUPPORT, "get_order_status").is_empty());
     assert!(warning_kinds(&report).contains(&"skills_registry_limit".to_string()), "{report:#}");
