@@ -18,7 +18,7 @@ pub struct Shipped {
 }
 
 /// Oldest first; the last is what `auto` creates.
-pub const SHIPPED: [Shipped; 2] = [
+pub static SHIPPED: [Shipped; 2] = [
     Shipped {
         revision: "015",
         engramia: "0.6.6",
