@@ -71,6 +71,9 @@ pub struct TargetConfig {
     /// PostgreSQL: keep Engramia's HNSW index during the load, or drop and rebuild it.
     #[serde(default)]
     pub index_strategy: IndexStrategy,
+    /// PostgreSQL: which Engramia schema (alembic revision) an empty database gets.
+    #[serde(default)]
+    pub engramia_schema: crate::sink::postgres::schema::Choice,
 }
 
 /// `[target] index_strategy`: what a PostgreSQL load does with the HNSW index on

@@ -43,6 +43,9 @@ pub struct Report {
     /// What the load does with the target's vector index, and why (PostgreSQL only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<crate::sink::postgres::index::IndexChoice>,
+    /// Engramia's schema in the target: the alembic revision found, or created (PostgreSQL only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engramia_schema: Option<crate::sink::postgres::schema::SchemaReport>,
     /// What the sink did at the end (e.g. rebuilt an index, with its time).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target_notes: Vec<String>,
@@ -279,6 +282,9 @@ impl Report {
             out.push_str(&format!("- files: {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
         }
         out.push_str(&format!("- requests: {}\n", self.requests.summary()));
+        if let Some(schema) = &self.engramia_schema {
+            out.push_str(&format!("- Engramia schema: {}\n", md_escape(&schema.summary())));
+        }
         if let Some(ix) = &self.index {
             out.push_str(&format!("- HNSW index: **{}**: {}\n", ix.action, md_escape(&ix.reason)));
         }
@@ -374,6 +380,9 @@ impl Report {
             out.push_str(&format!("  files    {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
         }
         out.push_str(&format!("  requests {}\n", self.requests.summary()));
+        if let Some(schema) = &self.engramia_schema {
+            out.push_str(&format!("  schema   {}\n", schema.summary()));
+        }
         if let Some(ix) = &self.index {
             out.push_str(&format!("  index    {}: {}\n", ix.action, ix.reason));
         }

@@ -122,7 +122,8 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
     let mut report = match target {
         Target::JsonDir(dir) => pipeline.run(JsonDirSink::new(dir), thread_ids, id_warnings).await?,
         Target::Postgres(url) => {
-            let sink = PgSink::open(&url, pipeline.run_id.clone()).await?.with_index_strategy(config.mapping.target.index_strategy);
+            let sink = PgSink::open(&url, pipeline.run_id.clone()).await?.with_index_strategy(config.mapping.target.index_strategy)
+                .with_engramia_schema(config.mapping.target.engramia_schema.clone());
             pipeline.run(sink, thread_ids, id_warnings).await?
         }
     };
@@ -477,6 +478,7 @@ impl<'a> Pipeline<'a> {
             files,
             requests,
             index: self.index,
+            engramia_schema: sink.engramia_schema(),
             target_notes: Vec::new(),
             elapsed_secs: 0.0, // set by `run`, after the sink has settled
             superseded: std::mem::take(&mut self.tally.superseded),

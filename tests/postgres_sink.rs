@@ -82,34 +82,28 @@ fn scope<'a>(report: &'a Value, project: &str) -> &'a Value {
     report["scopes"].as_array().unwrap().iter().find(|s| s["project"] == project).unwrap_or_else(|| panic!("no scope {project}"))
 }
 
+/// Engramia's recall in one scope, by the Engramia that reads the database's revision.
 fn recall(server: &Server, url: &str, project: &str, question: &str) -> Value {
-    readback("engramia_pg_recall.py", &server.base_url, &["--url", url, "--tenant", "acme", "--project", project, "--question", question])
+    pg_readback(&server.base_url, url, &["--tenant", "acme", "--project", project, "--question", question])
 }
 
-/// Engramia 0.6.6's own SkillRegistry over its PostgresStorage (whose load/save work in 0.6.6;
+/// Engramia's own SkillRegistry over its PostgresStorage (whose load/save work in 0.6.6 too;
 /// only its vector search is broken): the keys registered under `skill` in a scope.
-fn engramia_find_by_skills(url: &str, project: &str, skill: &str) -> Vec<String> {
-    const SCRIPT: &str = r#"
-import json, sys
-from engramia.providers.postgres import PostgresStorage
-from engramia.core.skill_registry import SkillRegistry
-from engramia._context import set_scope
-from engramia.types import Scope
-url, project, skill = sys.argv[1:4]
-storage = PostgresStorage(database_url="postgresql+psycopg2://" + url.split("://", 1)[1])
-set_scope(Scope(tenant_id="acme", project_id=project))
-print(json.dumps(SkillRegistry(storage).find_by_skills([skill])))
-"#;
-    let out = Command::new(python()).args(["-c", SCRIPT, url, project, skill]).output().expect("python runs");
-    assert!(out.status.success(), "find_by_skills failed:\n{}", text(&out));
-    serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+fn engramia_find_by_skills(server: &Server, url: &str, project: &str, skill: &str) -> Vec<String> {
+    let r = pg_readback(&server.base_url, url, &["--tenant", "acme", "--project", project, "--skill", skill]);
+    serde_json::from_value(r["skills"][skill].clone()).unwrap()
 }
 
-/// The full demo migration into `url`, then the checks both starting points share: counts
-/// equal the report, Engramia recalls a paraphrased user question, a rerun adds nothing.
-fn migrate_demo_and_recall(url: &str) {
+/// The full demo migration into `url` (`target_section` goes under `[target]`), then the
+/// checks every starting point shares: counts equal the report, Engramia recalls a
+/// paraphrased user question, a rerun adds nothing. Returns the server and the first report.
+fn migrate_demo_and_recall(url: &str, target_section: &str) -> (Server, Value) {
     let server = Server::demo();
-    let ws = Workspace::demo(&server.base_url);
+    let ws = Workspace::new(
+        &server.base_url,
+        "",
+        &format!("[target]\n{target_section}\n[embedding]\nmodel = \"text-embedding-3-small\"\n[scope]\ntenant = \"acme\"\nproject = \"{{assistant.name}}\"\n"),
+    );
     let report = migrate_ok(&ws, Path::new(url), &[]);
     let total = report_patterns(&report);
     assert!(total > 0, "the demo produced no patterns: {report:#}");
@@ -166,6 +160,11 @@ fn migrate_demo_and_recall(url: &str) {
     let after = (patterns(url), embeddings(url), count(url, "SELECT count(*) FROM audit_log"), count(url, "SELECT count(*) FROM engram_runs"));
     assert_eq!(after, before, "(patterns, embeddings, audit rows, runs) after the rerun");
     assert_eq!(server.stats().embedding_requests, requests, "the rerun embedded something");
+    (server, report)
+}
+
+fn warning_kinds(report: &Value) -> Vec<String> {
+    report["warnings"].as_array().unwrap().iter().map(|w| w["kind"].as_str().unwrap().to_string()).collect()
 }
 
 // ------------------------------------------------------------------- end to end
@@ -176,55 +175,62 @@ fn demo_into_engramia_schema_is_recalled() {
     let url = fresh_database("pg_e2e_engramia_015");
     engramia_schema(&url);
     let before = tables(&url);
-    migrate_demo_and_recall(&url);
+    let (server, report) = migrate_demo_and_recall(&url, "");
     // engram added its own tables and touched no other table definition.
     let added: Vec<String> = tables(&url).into_iter().filter(|t| !before.contains(t)).collect();
     assert_eq!(added, ["engram_dropped_indexes", "engram_migrations", "engram_records", "engram_runs"]);
     assert_eq!(strings(&url, "SELECT version_num::text FROM alembic_version"), ["015"]);
+    assert_eq!(report["engramia_schema"], json!({"revision": "015", "status": "found", "keyed_by": "key"}), "{report:#}");
 
     // Skills: with bare keys one scope holds the registry (Support Bot, the first written) and
     // Engramia itself finds its skills there; Weather Helper's are kept in engram_records.
     assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry'"), [SUPPORT]);
-    assert!(!engramia_find_by_skills(&url, SUPPORT, "get_order_status").is_empty());
-    assert!(engramia_find_by_skills(&url, WEATHER, "get_weather").is_empty());
+    assert!(!engramia_find_by_skills(&server, &url, SUPPORT, "get_order_status").is_empty());
+    assert!(engramia_find_by_skills(&server, &url, WEATHER, "get_weather").is_empty());
     assert!(count(&url, "SELECT count(*) FROM engram_records WHERE project_id = 'Weather Helper' AND skills ? 'get_weather'") > 0);
+    assert!(warning_kinds(&report).contains(&"skills_registry_limit".to_string()), "{report:#}");
 }
 
-/// (b) Into an empty database: engram enables pgvector and creates Engramia's tables.
+/// (b) Into an empty database (`engramia_schema = "auto"`): engram creates Engramia's schema
+/// at the newest revision it ships (032, keyed by scope), and each scope keeps its own skills
+/// registry, found by Engramia 0.7's find_by_skills.
 #[test]
 fn demo_into_empty_database_is_recalled() {
     let url = fresh_database("pg_e2e_empty");
     assert!(tables(&url).is_empty());
-    migrate_demo_and_recall(&url);
+    let (server, report) = migrate_demo_and_recall(&url, "");
+    assert_eq!(strings(&url, "SELECT version_num::text FROM alembic_version"), ["032"]);
     assert_eq!(
-        tables(&url),
-        ["api_keys", "audit_log", "engram_dropped_indexes", "engram_migrations", "engram_records", "engram_runs", "memory_data", "memory_embeddings", "projects", "tenants"]
+        report["engramia_schema"],
+        json!({"revision": "032", "status": "created", "engramia": "0.7.0.dev0", "keyed_by": "tenant_id, project_id, key"}),
+        "{report:#}"
     );
+    for t in ["admin_users", "tenant_credentials", "cloud_users", "api_keys", "memory_data", "engram_runs"] {
+        assert!(tables(&url).contains(&t.to_string()), "{t}: {:?}", tables(&url));
+    }
+    let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!((&found["engramia"], &found["matches"][0]["task"]), (&json!("0.7.0.dev0"), &json!(ROTATE_TURN)), "{found:#}");
+    assert!(!warning_kinds(&report).contains(&"skills_registry_limit".to_string()), "{report:#}");
+    assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry' ORDER BY 1"), [SUPPORT, WEATHER]);
+    assert!(!engramia_find_by_skills(&server, &url, SUPPORT, "get_order_status").is_empty());
+    assert!(!engramia_find_by_skills(&server, &url, WEATHER, "get_weather").is_empty());
 }
 
-/// The tables engram creates are Engramia 0.6.6's, column for column, key for key, index for
-/// index (compared with a database migrated by Engramia's own alembic).
+/// (c) Into an empty database with `engramia_schema = "015"`: Engramia 0.6.6's schema (bare
+/// keys, one skills registry per database), read back by Engramia 0.6.6.
 #[test]
-fn empty_database_gets_engramias_exact_tables() {
-    let ours = fresh_database("pg_exact_ours");
-    let theirs = fresh_database("pg_exact_theirs");
-    engramia_schema(&theirs);
-    let server = Server::demo();
-    let ws = Workspace::demo(&server.base_url);
-    migrate_ok(&ws, Path::new(&ours), &[]);
-    const COLUMNS: &str = "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '-') \
-        FROM information_schema.columns WHERE table_schema = 'public' \
-        AND table_name IN ('memory_data', 'memory_embeddings', 'tenants', 'projects', 'api_keys', 'audit_log') ORDER BY 1";
-    const INDEXES: &str = "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' \
-        AND tablename IN ('memory_data', 'memory_embeddings', 'tenants', 'projects', 'api_keys', 'audit_log') ORDER BY 1";
-    const CONSTRAINTS: &str = "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
-        WHERE conrelid::regclass::text IN ('memory_data', 'memory_embeddings', 'tenants', 'projects', 'api_keys', 'audit_log') ORDER BY 1";
-    const VECTOR: &str = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'memory_embeddings'::regclass AND attname = 'embedding'";
-    for sql in [COLUMNS, INDEXES, CONSTRAINTS, VECTOR] {
-        assert_eq!(strings(&ours, sql), strings(&theirs, sql), "{sql}");
-    }
-    assert!(strings(&ours, INDEXES).iter().any(|i| i.contains("USING hnsw (embedding vector_cosine_ops) WITH (m='16', ef_construction='64')")));
-    assert!(!tables(&ours).contains(&"alembic_version".to_string()));
+fn demo_into_empty_database_with_the_0_6_schema_is_recalled_by_0_6_6() {
+    let url = fresh_database("pg_e2e_empty_015");
+    let (server, report) = migrate_demo_and_recall(&url, "engramia_schema = \"015\"");
+    assert_eq!(strings(&url, "SELECT version_num::text FROM alembic_version"), ["015"]);
+    assert_eq!(report["engramia_schema"]["revision"], "015", "{report:#}");
+    assert_eq!(report["engramia_schema"]["keyed_by"], "key", "{report:#}");
+    assert!(!tables(&url).contains(&"admin_users".to_string()));
+    let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
+    assert_eq!((&found["engramia"], &found["matches"][0]["task"]), (&json!("0.6.6"), &json!(ROTATE_TURN)), "{found:#}");
+    assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry'"), [SUPPORT]);
+    assert!(!engramia_find_by_skills(&server, &url, SUPPORT, "get_order_status").is_empty());
+    assert!(warning_kinds(&report).contains(&"skills_registry_limit".to_string()), "{report:#}");
 }
 
 /// Engramia schemas keyed by (tenant_id, project_id, key) (later heads): every scope keeps its
@@ -246,8 +252,8 @@ fn scoped_key_layout_keeps_a_registry_per_scope() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("skills registry"), "{}", text(&out));
     assert_eq!(strings(&url, "SELECT project_id FROM memory_data WHERE key = 'skills/_registry' ORDER BY 1"), [SUPPORT, WEATHER]);
-    assert!(!engramia_find_by_skills(&url, SUPPORT, "get_order_status").is_empty());
-    assert!(!engramia_find_by_skills(&url, WEATHER, "get_weather").is_empty());
+    assert!(!engramia_find_by_skills(&server, &url, SUPPORT, "get_order_status").is_empty());
+    assert!(!engramia_find_by_skills(&server, &url, WEATHER, "get_weather").is_empty());
     let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
     assert_eq!(found["matches"][0]["task"], ROTATE_TURN, "{found:#}");
 }
@@ -263,8 +269,10 @@ fn dry_run_writes_nothing_to_an_empty_database() {
     assert!(tables(&url).is_empty(), "{:?}", tables(&url));
     assert_eq!(count(&url, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'"), 0);
     assert_eq!(server.stats().embedding_requests, 0);
+    assert_eq!((&plan["engramia_schema"]["revision"], &plan["engramia_schema"]["status"]), (&json!("032"), &json!("create")), "{plan:#}");
     let done = migrate_ok(&ws, Path::new(&url), &[]);
     assert_eq!(plan["scopes"], done["scopes"], "the dry run's plan differs from the real run");
+    assert_eq!((&done["engramia_schema"]["revision"], &done["engramia_schema"]["status"]), (&json!("032"), &json!("created")), "{done:#}");
 }
 
 // ------------------------------------------------------------------- refused targets
@@ -331,9 +339,17 @@ fn missing_extension_without_privilege_is_refused() {
     );
     let url = admin.replacen("postgres://postgres@", "postgres://engram_noext@", 1);
     let err = refused(&url, "text-embedding-3-small", 2);
-    assert!(err.contains("CREATE EXTENSION vector"), "{err}");
-    assert!(err.contains("engram_noext"), "{err}");
+    assert!(err.contains("CREATE EXTENSION IF NOT EXISTS vector;"), "{err}");
+    assert!(err.contains("engram_noext") && err.contains("\"pg_noext\""), "{err}");
     assert!(tables(&admin).is_empty(), "{:?}", tables(&admin));
+
+    // The statement the message gives, run by the owner, is all the role needed.
+    exec(&admin, "CREATE EXTENSION IF NOT EXISTS vector;");
+    let server = Server::demo();
+    let ws = Workspace::demo(&server.base_url);
+    let report = migrate_ok(&ws, Path::new(&url), &[]);
+    assert_eq!(report["engramia_schema"]["status"], "created", "{report:#}");
+    assert_eq!(strings(&admin, "SELECT version_num::text FROM alembic_version"), ["032"]);
 }
 
 /// A read-only role on Engramia's schema: exit 2 listing what it lacks; nothing written.

@@ -44,7 +44,7 @@ fn pattern_files(dir: &Path) -> usize {
 }
 
 fn pg_recall(server: &Server, url: &str, project: &str, question: &str) -> Value {
-    readback("engramia_pg_recall.py", &server.base_url, &["--url", url, "--tenant", "acme", "--project", project, "--question", question])
+    pg_readback(&server.base_url, url, &["--tenant", "acme", "--project", project, "--question", question])
 }
 
 // ---------------------------------------------------------------------------------- NDJSON

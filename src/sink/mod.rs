@@ -131,6 +131,10 @@ pub struct RunInfo {
 pub trait Sink {
     /// "JSON directory ./engramia_data", for messages and the report.
     fn describe(&self) -> String;
+    /// Engramia's schema in the target (alembic revision found or created), for the report.
+    fn engramia_schema(&self) -> Option<postgres::schema::SchemaReport> {
+        None
+    }
     /// Per-item problems the sink met since the last call, for the report.
     fn take_warnings(&mut self) -> Vec<crate::record::Warning> {
         Vec::new()

@@ -9,12 +9,14 @@
 //! Invariants: opening, `preflight`, `check_scopes` and `existing` never write (a dry run
 //! leaves the database byte for byte as it was, even an empty one); every batch is one
 //! transaction (pattern, embedding, registry and ledger rows commit together or not at all);
-//! Engramia's tables are never altered, and created only in a database that has none of them.
+//! Engramia's tables are never altered; Engramia's whole schema, at the alembic revision
+//! `[target] engramia_schema` names, is created only in a database that has none of it.
 
 mod catalog;
 pub mod index;
 mod migrate;
 mod preflight;
+pub mod schema;
 mod write;
 
 use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
@@ -64,6 +66,10 @@ pub struct PgSink {
     index_strategy: crate::config::IndexStrategy,
     /// Preflight passed: `settle` may rebuild what an earlier run left dropped.
     preflight_ok: bool,
+    /// `[target] engramia_schema`: what an empty database gets.
+    schema_choice: schema::Choice,
+    /// This run created Engramia's schema.
+    created_schema: bool,
 }
 
 /// A run id for `engram_runs` and `audit_log`: time and process id (not part of any key, so
@@ -115,12 +121,20 @@ impl PgSink {
             removals: IndexMap::new(),
             index_strategy: crate::config::IndexStrategy::Auto,
             preflight_ok: false,
+            schema_choice: schema::Choice::Auto,
+            created_schema: false,
         })
     }
 
     /// `[target] index_strategy` (default auto).
     pub fn with_index_strategy(mut self, strategy: crate::config::IndexStrategy) -> Self {
         self.index_strategy = strategy;
+        self
+    }
+
+    /// `[target] engramia_schema` (default auto).
+    pub fn with_engramia_schema(mut self, choice: schema::Choice) -> Self {
+        self.schema_choice = choice;
         self
     }
 
@@ -157,17 +171,27 @@ impl PgSink {
         let place = self.place.clone();
         let cat = self.catalog().await?.clone();
         Ok(match cat.shape(&place).map_err(SinkError::Config)? {
-            Shape::Empty => preflight::empty(&cat, check, &place),
+            Shape::Empty => preflight::empty(&cat, check, &place, self.schema_choice.shipped()),
             Shape::Present => {
                 let columns = catalog::missing_columns(&mut self.conn).await.map_err(|e| self.io("reading the catalog", e))?;
                 let lacking =
                     catalog::missing_privileges(&mut self.conn, &cat).await.map_err(|e| self.io("reading privileges", e))?;
-                preflight::present(&cat, check, &place, &columns, &lacking)
+                let mut v = preflight::present(&cat, check, &place, &columns, &lacking);
+                if let (schema::Choice::Revision(want), Some(head)) = (&self.schema_choice, &cat.alembic_head)
+                    && want.revision != head
+                {
+                    v.notes.push(format!(
+                        "[target] engramia_schema = \"{}\" applies to an empty database only; {place} is at revision {head} and is used as it is",
+                        want.revision
+                    ));
+                }
+                v
             }
         })
     }
 
-    /// Runs engram's migrations if this database still needs them (first write only).
+    /// Creates Engramia's schema (an empty database) and engram's tables if this database
+    /// still needs them (first write only).
     async fn ensure_schema(&mut self) -> Result<(), SinkError> {
         let cat = self.catalog().await?.clone();
         if !cat.needs_migration() {
@@ -175,10 +199,20 @@ impl PgSink {
         }
         let place = self.place.clone();
         cat.shape(&place).map_err(SinkError::Config)?;
-        migrate::migrator(cat.include_engramia_migration())
+        if cat.creates_engramia_schema() {
+            let shipped = self.schema_choice.shipped();
+            migrate::create_engramia_schema(&mut self.conn, shipped).await.map_err(|e| {
+                SinkError::Io(format!(
+                    "creating Engramia's schema (alembic revision {}) in PostgreSQL at {place}: {e}. It was rolled back; nothing was written.",
+                    shipped.revision
+                ))
+            })?;
+            self.created_schema = true;
+        }
+        migrate::migrator()
             .run(&mut self.conn)
             .await
-            .map_err(|e| SinkError::Io(format!("creating tables in PostgreSQL at {place}: {e}. Nothing else was written.")))?;
+            .map_err(|e| SinkError::Io(format!("creating engram's tables in PostgreSQL at {place}: {e}. No pattern was written.")))?;
         self.catalog = None;
         self.catalog().await?;
         Ok(())
@@ -201,7 +235,7 @@ impl PgSink {
             "skills_registry_limit",
             scope.to_string(),
             format!(
-                "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there (a schema keyed by (tenant_id, project_id, key) has no such limit)",
+                "{}: Engramia 0.6.x (memory_data keyed by `key` alone) holds one skills registry per database, and scope {owner} has it; the skills of {count} pattern(s) in scope {scope} are kept in engram_records only, so Engramia's find_by_skills will not see them there. A schema keyed by (tenant_id, project_id, key) has no such limit: after Engramia's `alembic upgrade head` (revision 019 and later), the next engram run registers them",
                 self.place
             ),
         ));
@@ -226,7 +260,7 @@ impl PgSink {
         }
         let place = self.place.clone();
         let cat = self.catalog().await?;
-        let column = cat.dims.or(cat.include_engramia_migration().then_some(CREATED_DIMENSIONS));
+        let column = cat.dims.or(cat.creates_engramia_schema().then_some(CREATED_DIMENSIONS));
         let (Some(d), Some(e)) = (column, batch.iter().find(|e| column.is_some_and(|d| e.embedding.len() != d))) else {
             return Ok(());
         };
@@ -356,6 +390,25 @@ fn scope_error(problems: &[write::ScopeProblem]) -> SinkError {
 }
 
 impl Sink for PgSink {
+    fn engramia_schema(&self) -> Option<schema::SchemaReport> {
+        let cat = self.catalog.as_ref()?;
+        if self.created_schema || cat.creates_engramia_schema() {
+            let s = self.schema_choice.shipped();
+            return Some(schema::SchemaReport {
+                revision: s.revision.into(),
+                status: if self.created_schema { "created" } else { "create" },
+                engramia: Some(s.engramia.into()),
+                keyed_by: Some(schema::layout_key(s.layout)),
+            });
+        }
+        Some(schema::SchemaReport {
+            revision: cat.alembic_head.clone()?,
+            status: "found",
+            engramia: None,
+            keyed_by: cat.layout.map(schema::layout_key),
+        })
+    }
+
     fn take_warnings(&mut self) -> Vec<Warning> {
         std::mem::take(&mut self.warnings)
     }
@@ -499,7 +552,7 @@ impl Sink for PgSink {
 
     async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<index::IndexChoice>, SinkError> {
         let cat = self.catalog().await?.clone();
-        // None: the table does not exist yet (an empty database gets the index from 0001).
+        // None: the table does not exist yet (an empty database gets the index with Engramia's schema).
         let (present, held, left_dropped) = if cat.has("memory_embeddings") {
             let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
             let left = match cat.has("engram_dropped_indexes") {

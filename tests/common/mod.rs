@@ -179,9 +179,48 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// The venv with the vendored Engramia 0.7.0.dev0 (alembic head 032), from `scripts/test`.
+pub fn python_engramia07() -> PathBuf {
+    match std::env::var_os("ENGRAM_TEST_PYTHON_ENGRAMIA07") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "ENGRAM_TEST_PYTHON_ENGRAMIA07 is not set: run the tests with scripts/test, which installs Engramia 0.7.0.dev0 (tests/support/wheels) into .cache/venv-engramia07"
+        ),
+    }
+}
+
+/// The Engramia that reads a PostgreSQL database at alembic `revision`: 0.6.6 up to 015 (its
+/// last revision, keyed by `key` alone), 0.7.0.dev0 after it.
+pub fn python_for_revision(revision: &str) -> PathBuf {
+    if revision <= "015" { python() } else { python_engramia07() }
+}
+
+/// `alembic_version.version_num` of the database at `url`.
+pub fn alembic_revision(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        sqlx::query_scalar("SELECT version_num::text FROM alembic_version").fetch_one(&mut c).await.unwrap_or_else(|e| panic!("reading alembic_version of {url}: {e}"))
+    })
+}
+
+/// tests/support/engramia_pg_recall.py on `url`, run by the Engramia that reads its revision.
+pub fn pg_readback(base_url: &str, url: &str, args: &[&str]) -> Value {
+    let python = python_for_revision(&alembic_revision(url));
+    let mut all = vec!["--url", url];
+    all.extend_from_slice(args);
+    readback_with(&python, "engramia_pg_recall.py", base_url, &all)
+}
+
 /// Runs a read-back script from tests/support with the stand-in as Engramia's OpenAI server.
 pub fn readback(script: &str, base_url: &str, args: &[&str]) -> Value {
-    let out = Command::new(python())
+    readback_with(&python(), script, base_url, args)
+}
+
+/// `readback` with the given venv's python.
+pub fn readback_with(python: &Path, script: &str, base_url: &str, args: &[&str]) -> Value {
+    let out = Command::new(python)
         .arg(repo_root().join("tests/support").join(script))
         .args(args)
         .env("OPENAI_API_KEY", TEST_KEY)

@@ -2,20 +2,19 @@
 //! the key layout of `memory_data` / `memory_embeddings`, the embedding column's dimension, the
 //! `vector` extension, and what the connected role may do. Nothing here writes.
 
+use super::schema;
 use crate::record::Scope;
 use sqlx::{PgConnection, Row};
 use std::collections::BTreeSet;
 
 /// Engramia's tables engram writes into (or creates, all together, in an empty database).
 pub const ENGRAMIA_TABLES: [&str; 5] = ["memory_data", "memory_embeddings", "tenants", "projects", "audit_log"];
-/// Everything `migrations/0001_engramia_tables.sql` creates, for messages.
-pub const CREATED_ENGRAMIA_TABLES: &str = "memory_data, memory_embeddings (vector(1536), HNSW index), tenants, projects, api_keys, audit_log";
 /// engram's own tables (`migrations/0002_engram_ledger.sql`, `0003_engram_dropped_indexes.sql`)
 /// and sqlx's tracking table.
 pub const LEDGER_TABLES: [&str; 3] = ["engram_runs", "engram_records", "engram_dropped_indexes"];
 pub const MIGRATIONS_TABLE: &str = "engram_migrations";
-/// The embedding size `0001_engramia_tables.sql` creates: Engramia 0.6.6's PostgresStorage
-/// accepts no other (its `embedding_dim` is 1536).
+/// The embedding size every shipped Engramia schema creates (its migration 001), and the
+/// default `embedding_dim` of Engramia's PostgresStorage (0.6.6 accepts no other).
 pub const CREATED_DIMENSIONS: usize = 1536;
 /// Engramia's skills registry key, one per scope (`engramia/core/skill_registry.py`).
 pub const REGISTRY_KEY: &str = "skills/_registry";
@@ -43,10 +42,14 @@ pub struct VectorExt {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub user: String,
+    /// `current_database()`, for the SQL an owner is asked to run.
+    pub database: String,
     pub superuser: bool,
     pub schema: Option<String>,
     pub present: BTreeSet<String>,
     pub alembic_head: Option<String>,
+    /// Why `alembic_version` could not be read (or that it is empty).
+    pub alembic_unreadable: Option<String>,
     pub vector: VectorExt,
     pub can_create_in_db: bool,
     pub can_create_in_schema: bool,
@@ -58,12 +61,13 @@ pub struct Catalog {
     pub registry_owner: Option<Scope>,
 }
 
-/// Whether Engramia's tables are there.
+/// Whether Engramia's schema is there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
-    /// None of Engramia's tables: engram creates them on the first write.
+    /// None of Engramia's tables and no `alembic_version`: engram creates the schema on the
+    /// first write.
     Empty,
-    /// All of them.
+    /// At a known alembic revision, with every table that revision has.
     Present,
 }
 
@@ -76,37 +80,56 @@ impl Catalog {
         LEDGER_TABLES.iter().all(|t| self.has(t))
     }
 
-    /// Empty or present; a partial schema is a configuration error.
+    /// Empty or present; anything else is a configuration error: Engramia's tables without
+    /// `alembic_version`, a revision engram does not know, or a revision without all its tables.
     pub fn shape(&self, place: &str) -> Result<Shape, String> {
-        let missing: Vec<&str> = ENGRAMIA_TABLES.iter().copied().filter(|t| !self.has(t)).collect();
+        let engramia: Vec<&String> = self.present.iter().filter(|t| schema::all_tables().contains(*t) && *t != "alembic_version").collect();
+        if let Some(why) = &self.alembic_unreadable {
+            return Err(format!(
+                "{place} has an alembic_version table, but {why}, so engram cannot tell which revision of Engramia's schema it holds.\n  Grant SELECT on alembic_version to {:?}, or complete Engramia's migrations (alembic upgrade head), then rerun. Nothing was written.",
+                self.user
+            ));
+        }
+        let Some(head) = &self.alembic_head else {
+            if engramia.is_empty() {
+                return Ok(Shape::Empty);
+            }
+            let names: Vec<&str> = engramia.iter().map(|t| t.as_str()).collect();
+            return Err(format!(
+                "{place} has Engramia's table(s) {} but no alembic_version, so neither engram nor Engramia's alembic can tell which revision they are at.\n  If Engramia's migrations made them, record the revision they are at (alembic stamp <revision>). If an earlier engram release created them (a look-alike of revision 015 that Engramia's alembic cannot upgrade), migrate again into an empty database. Nothing was written.",
+                names.join(", ")
+            ));
+        };
+        if !schema::KNOWN.contains(&head.as_str()) {
+            return Err(format!(
+                "{place} holds Engramia's schema at alembic revision {head:?}, which engram does not know: it supports revisions {} to {} (Engramia up to {}), and creates {}.\n  Use an engram release that supports this revision, or point --target at a database at a supported one. Nothing was written.",
+                schema::KNOWN[0],
+                schema::newest().revision,
+                schema::newest().engramia,
+                schema::shipped_list()
+            ));
+        }
+        let missing: Vec<String> = schema::expected_tables(head).into_iter().filter(|t| !self.has(t)).collect();
         if missing.is_empty() {
             return Ok(Shape::Present);
         }
-        if let Some(head) = &self.alembic_head {
-            return Err(format!(
-                "{place} holds Engramia's schema at alembic head {head}, but without the table(s) {}.\n  Bring it up to date with Engramia's own migrations (alembic upgrade head), then rerun. Nothing was written.",
-                missing.join(", ")
-            ));
-        }
-        if missing.len() == ENGRAMIA_TABLES.len() {
-            return Ok(Shape::Empty);
-        }
         Err(format!(
-            "{place} has some of Engramia's tables but not {}; engram creates them only in a database that has none of them.\n  Create Engramia's schema with its own migrations (alembic upgrade head), or point --target at an empty database. Nothing was written.",
-            missing.join(", ")
+            "{place} holds Engramia's schema at alembic revision {head}, but without the table(s) {} that revision has (engram supports revisions {} to {}).\n  Complete it with Engramia's own migrations (alembic upgrade head), or point --target at an empty database. Nothing was written.",
+            missing.join(", "),
+            schema::KNOWN[0],
+            schema::newest().revision
         ))
     }
 
-    /// The engram migrations to hand to the migrator: the Engramia tables only where engram
-    /// created them (an empty database now, or applied before), the ledger always.
-    pub fn include_engramia_migration(&self) -> bool {
-        self.applied.contains(&1) || ENGRAMIA_TABLES.iter().all(|t| !self.has(t))
+    /// True when the first write creates Engramia's schema (none of it is there).
+    pub fn creates_engramia_schema(&self) -> bool {
+        self.alembic_head.is_none() && self.alembic_unreadable.is_none() && !self.present.iter().any(|t| schema::all_tables().contains(t))
     }
 
-    /// True when the first write must run migrations (create tables, the extension, or both).
+    /// True when the first write must run migrations (Engramia's schema, engram's tables, or both).
     pub fn needs_migration(&self) -> bool {
         let latest_ledger = self.applied.contains(&2) && self.applied.contains(&3) && self.has_ledger();
-        !latest_ledger || (self.include_engramia_migration() && !self.applied.contains(&1))
+        !latest_ledger || self.creates_engramia_schema()
     }
 }
 
@@ -121,12 +144,14 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Catalog, Sql> {
                 COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false), \
                 (SELECT extversion::text FROM pg_extension WHERE extname = 'vector'), \
                 EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector'), \
-                COALESCE((SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = 'vector'), false)",
+                COALESCE((SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = 'vector'), false), \
+                current_database()::text",
     )
     .fetch_one(&mut *conn)
     .await?;
     let mut cat = Catalog {
         user: row.try_get(0)?,
+        database: row.try_get(8)?,
         schema: row.try_get(1)?,
         superuser: row.try_get(2)?,
         can_create_in_db: row.try_get(3)?,
@@ -134,16 +159,16 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Catalog, Sql> {
         vector: VectorExt { installed: row.try_get(5)?, available: row.try_get(6)?, trusted: row.try_get(7)? },
         present: BTreeSet::new(),
         alembic_head: None,
+        alembic_unreadable: None,
         layout: None,
         dims: None,
         applied: Vec::new(),
         registry_owner: None,
     };
 
-    let mut names: Vec<&str> = ENGRAMIA_TABLES.to_vec();
-    names.extend(LEDGER_TABLES);
-    names.extend(["alembic_version", "api_keys", MIGRATIONS_TABLE]);
-    let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+    let mut names: BTreeSet<String> = schema::all_tables();
+    names.extend(ENGRAMIA_TABLES.iter().chain(&LEDGER_TABLES).chain(&[MIGRATIONS_TABLE]).map(|t| t.to_string()));
+    let names: Vec<String> = names.into_iter().collect();
     cat.present = sqlx::query_scalar("SELECT n FROM UNNEST($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL")
         .bind(&names)
         .fetch_all(&mut *conn)
@@ -152,13 +177,13 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Catalog, Sql> {
         .collect();
 
     if cat.has("alembic_version") {
-        // Read-only nicety for messages; a role that may not read it still migrates.
-        cat.alembic_head = sqlx::query_scalar::<_, String>("SELECT version_num::text FROM alembic_version LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .ok()
-            .flatten()
-            .or(Some("unknown".into()));
+        // Which schema this is; a role that may not read it is told so by `shape`.
+        match sqlx::query_scalar::<_, String>("SELECT version_num::text FROM alembic_version").fetch_all(&mut *conn).await {
+            Ok(v) if v.len() == 1 => cat.alembic_head = v.into_iter().next(),
+            Ok(v) if v.is_empty() => cat.alembic_unreadable = Some("it holds no revision".into()),
+            Ok(v) => cat.alembic_unreadable = Some(format!("it holds {} revisions ({}; Engramia's chain has one head)", v.len(), v.join(", "))),
+            Err(e) => cat.alembic_unreadable = Some(format!("reading it failed ({e})")),
+        }
     }
     if cat.has(MIGRATIONS_TABLE) {
         cat.applied = sqlx::query_scalar("SELECT version FROM engram_migrations WHERE success ORDER BY version")

@@ -1,40 +1,40 @@
-//! engram's migrations (`migrations/*.sql`, embedded), run with sqlx's runtime `Migrator` and
-//! tracked in `engram_migrations` (not sqlx's default `_sqlx_migrations`, so that everything
-//! engram adds to Engramia's database is recognisably engram's).
+//! What engram creates in the target: Engramia's schema (only in a database that has none of
+//! it: `migrations/engramia_<revision>_*.sql`, Engramia's own migrations as offline SQL, with
+//! its `alembic_version` row) and engram's own tables (`migrations/0002_*`, `0003_*`, run with
+//! sqlx's runtime `Migrator` and tracked in `engram_migrations`, not sqlx's default
+//! `_sqlx_migrations`, so that everything engram adds is recognisably engram's).
 //!
-//! 0001 creates Engramia's tables and is only ever applied to a database that has none of them;
-//! 0002 creates engram's ledger and 0003 its note of dropped indexes; both are applied everywhere. On a database with Engramia's own
-//! schema the migrator is built without 0001, so it can never run there.
+//! Engramia's schema is tracked by Engramia's `alembic_version`, never in `engram_migrations`:
+//! after engram created it, Engramia's `alembic upgrade` owns it. (Releases before this one
+//! recorded their look-alike of revision 015 as engram migration 1; such a database has no
+//! `alembic_version` and is refused before anything runs, so 1 is ignored if it is recorded.)
 
 use super::catalog::MIGRATIONS_TABLE;
-use sqlx::SqlSafeStr;
+use super::schema::Shipped;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{PgConnection, SqlSafeStr};
 
-const ENGRAMIA_TABLES_SQL: &str = include_str!("../../../migrations/0001_engramia_tables.sql");
 const LEDGER_SQL: &str = include_str!("../../../migrations/0002_engram_ledger.sql");
 const DROPPED_INDEXES_SQL: &str = include_str!("../../../migrations/0003_engram_dropped_indexes.sql");
 
-/// The migrator for this database; `with_engramia_tables` adds 0001.
-pub fn migrator(with_engramia_tables: bool) -> Migrator {
-    let mut list = Vec::new();
-    if with_engramia_tables {
-        list.push(Migration::new(
-            1,
-            "engramia_tables".into(),
-            MigrationType::Simple,
-            ENGRAMIA_TABLES_SQL.into_sql_str(),
-            false,
-        ));
-    }
-    list.push(Migration::new(2, "engram_ledger".into(), MigrationType::Simple, LEDGER_SQL.into_sql_str(), false));
-    list.push(Migration::new(
-        3,
-        "engram_dropped_indexes".into(),
-        MigrationType::Simple,
-        DROPPED_INDEXES_SQL.into_sql_str(),
-        false,
-    ));
+/// The migrator of engram's own tables.
+pub fn migrator() -> Migrator {
+    let list = vec![
+        Migration::new(2, "engram_ledger".into(), MigrationType::Simple, LEDGER_SQL.into_sql_str(), false),
+        Migration::new(3, "engram_dropped_indexes".into(), MigrationType::Simple, DROPPED_INDEXES_SQL.into_sql_str(), false),
+    ];
     let mut m = Migrator::with_migrations(list);
     m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m.set_ignore_missing(true);
     m
+}
+
+/// Runs a shipped schema as one script (its own BEGIN ... COMMIT makes it all or nothing; on
+/// an error the aborted transaction is rolled back so the connection stays usable).
+pub async fn create_engramia_schema(conn: &mut PgConnection, schema: &Shipped) -> Result<(), sqlx::Error> {
+    let result = sqlx::raw_sql(schema.sql).execute(&mut *conn).await;
+    if result.is_err() {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    result.map(|_| ())
 }

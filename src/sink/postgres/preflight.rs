@@ -3,7 +3,8 @@
 //! and the problems that stop the run.
 
 use super::super::Preflight;
-use super::catalog::{CREATED_DIMENSIONS, CREATED_ENGRAMIA_TABLES, Catalog, KeyLayout, LEDGER_TABLES, MIGRATIONS_TABLE};
+use super::catalog::{CREATED_DIMENSIONS, Catalog, KeyLayout, LEDGER_TABLES, MIGRATIONS_TABLE};
+use super::schema::{Shipped, keyed_by};
 
 /// Notes for the user, and problems (each a message with its way out).
 #[derive(Debug, Default)]
@@ -12,8 +13,9 @@ pub struct Verdict {
     pub problems: Vec<String>,
 }
 
-/// An empty database: engram will enable pgvector and create Engramia's tables.
-pub fn empty(cat: &Catalog, check: &Preflight, place: &str) -> Verdict {
+/// An empty database: engram will enable pgvector and create Engramia's schema at the
+/// revision `shipped` holds.
+pub fn empty(cat: &Catalog, check: &Preflight, place: &str, shipped: &Shipped) -> Verdict {
     let mut v = Verdict::default();
     if cat.vector.installed.is_none() {
         if !cat.vector.available {
@@ -22,14 +24,16 @@ pub fn empty(cat: &Catalog, check: &Preflight, place: &str) -> Verdict {
             ));
         } else if !(cat.superuser || (cat.vector.trusted && cat.can_create_in_db)) {
             v.problems.push(format!(
-                "the `vector` extension is not enabled in {place}, and role {:?} may not enable it (that needs a superuser).\n  Ask an administrator to run `CREATE EXTENSION vector;` in that database, then rerun.",
-                cat.user
+                "the `vector` extension is not enabled in {place}, and role {:?} may not create it ({}).\n  A superuser (or the database owner, where pgvector is trusted) must run this once in database {:?}, then rerun engram:\n    CREATE EXTENSION IF NOT EXISTS vector;",
+                cat.user,
+                if cat.vector.trusted { "that needs CREATE on the database" } else { "pgvector is not a trusted extension here, so that needs a superuser" },
+                cat.database
             ));
         }
     }
     if !cat.can_create_in_schema {
         v.problems.push(format!(
-            "role {:?} may not create tables in schema {} of {place} (needs CREATE on the schema).\n  Grant it (GRANT CREATE ON SCHEMA {} TO {:?}), use the database owner's role, or create Engramia's schema first with Engramia's own migrations.",
+            "role {:?} may not create tables in schema {} of {place} (needs CREATE on the schema).\n  Grant it (GRANT CREATE ON SCHEMA {} TO {:?}), use the database owner's role, or create Engramia's schema first with Engramia's own migrations (alembic upgrade head).",
             cat.user,
             schema(cat),
             schema(cat),
@@ -39,7 +43,7 @@ pub fn empty(cat: &Catalog, check: &Preflight, place: &str) -> Verdict {
     if let Some(d) = check.dimensions.filter(|d| *d != CREATED_DIMENSIONS) {
         v.problems.push(dims_message(
             &format!(
-                "{place} is empty, and engram would create memory_embeddings.embedding as vector({CREATED_DIMENSIONS}), the only size Engramia 0.6.6's PostgreSQL storage accepts"
+                "{place} is empty, and engram would create memory_embeddings.embedding as vector({CREATED_DIMENSIONS}), the size Engramia's migrations create (and the only one Engramia 0.6.6's PostgreSQL storage accepts)"
             ),
             CREATED_DIMENSIONS,
             d,
@@ -48,7 +52,10 @@ pub fn empty(cat: &Catalog, check: &Preflight, place: &str) -> Verdict {
     }
     let vector = if cat.vector.installed.is_none() { "enable the vector extension and " } else { "" };
     v.notes.push(format!(
-        "{place} has no Engramia tables: the first write will {vector}create {CREATED_ENGRAMIA_TABLES} (Engramia 0.6.6's schema at head 015), and engram's {}",
+        "{place} has no Engramia schema: the first write will {vector}create Engramia {}'s schema at alembic revision {} ({}; [target] engramia_schema), and engram's {}",
+        shipped.engramia,
+        shipped.revision,
+        keyed_by(shipped.layout),
         ledger_note()
     ));
     v
@@ -142,6 +149,8 @@ mod tests {
             schema: Some("public".into()),
             present: tables.iter().map(|t| t.to_string()).collect(),
             alembic_head: Some("015".into()),
+            alembic_unreadable: None,
+            database: "db".into(),
             vector: VectorExt { installed: Some("0.6.2".into()), available: true, trusted: false },
             can_create_in_db: true,
             can_create_in_schema: true,
@@ -160,14 +169,14 @@ mod tests {
     fn empty_database_needs_a_creatable_extension_and_the_created_size() {
         let mut cat = catalog(&[]);
         cat.vector.installed = None;
-        let v = empty(&cat, &check(Some(3072)), "h:5432/db");
+        let v = empty(&cat, &check(Some(3072)), "h:5432/db", super::super::schema::newest());
         assert_eq!(v.problems.len(), 2, "{v:?}");
-        assert!(v.problems[0].contains("CREATE EXTENSION vector"));
+        assert!(v.problems[0].contains("CREATE EXTENSION IF NOT EXISTS vector;") && v.problems[0].contains("superuser"), "{v:?}");
         assert!(v.problems[1].contains("vector(1536)") && v.problems[1].contains("3072"));
         cat.superuser = true;
-        let v = empty(&cat, &check(Some(1536)), "h:5432/db");
+        let v = empty(&cat, &check(Some(1536)), "h:5432/db", super::super::schema::shipped("015").unwrap());
         assert!(v.problems.is_empty(), "{v:?}");
-        assert!(v.notes[0].contains("enable the vector extension and create memory_data"), "{v:?}");
+        assert!(v.notes[0].contains("enable the vector extension and create Engramia 0.6.6's schema at alembic revision 015"), "{v:?}");
     }
 
     #[test]

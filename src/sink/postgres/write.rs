@@ -100,7 +100,7 @@ pub async fn scope_problems(conn: &mut PgConnection, scopes: &[Scope]) -> Result
         let owners: Vec<&str> = mine.iter().filter_map(|r| r.2.as_deref()).collect();
         let message = if !owners.is_empty() && !owners.contains(&scope.tenant.as_str()) {
             Some(format!(
-                "project {:?} already belongs to tenant {:?} in this database, and Engramia 0.6.x keeps project ids unique across tenants, so it cannot also be a project of tenant {:?}",
+                "project {:?} already belongs to tenant {:?} in this database, and Engramia keeps project ids unique across tenants (projects.id is its primary key), so it cannot also be a project of tenant {:?}",
                 scope.project, owners[0], scope.tenant
             ))
         } else if let Some(at) = mine.iter().find(|r| r.2.as_deref() == Some(scope.tenant.as_str())).and_then(|r| r.3.as_ref()) {
