@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "engram",
-    version,
+    version = crate::version::LONG,
     about = "Move OpenAI Assistants data (threads, messages, runs, tools) into Engramia",
     long_about = "Move OpenAI Assistants data into Engramia.\n\nengram reads assistants, threads (by id), messages, runs, run steps, files and vector stores from the OpenAI API, a compatible server, recorded fixtures, or exports ([source] kind: openai, ndjson, export-dir, conversations); maps user->assistant turns to Engramia patterns, function tools to skills and documents to chunk patterns; embeds each pattern's task; and writes Engramia's own storage: a JSON directory or a PostgreSQL + pgvector database.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict, 130 interrupted by Ctrl-C (the batch in flight is finished and the report written; a second Ctrl-C stops at once; a rerun resumes)."
 )]
@@ -24,6 +24,9 @@ pub enum Command {
     /// ([source] kind = "export-dir"). Ctrl-C stops it with exit 130, the manifest listing the
     /// threads written.
     Export(ExportArgs),
+    /// Check a migrated store: every record present, valid by Engramia's rules and recalled
+    /// by its question in its own scope. Read-only. Exit 0 passed, 3 a check failed.
+    Verify(crate::verify::VerifyArgs),
     /// Internal: prints one PDF's text as a JSON line. `engram migrate` runs it as a child
     /// process, so that a PDF that crashes or hangs the parser cannot stop the migration.
     #[command(hide = true)]

@@ -20,3 +20,5 @@ pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod standin;
+pub mod verify;
+pub mod version;

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 /// Engramia 0.6.6 loads a pattern with `Pattern.model_validate` (engramia/types.py): `task: str`,
 /// `design: dict`, `success_score: float` in 0..=10 (default 1.0), `reuse_count: int` >= 0
 /// (default 0), `timestamp: float` (default now). Pydantic's lax mode also takes numbers
-/// written as strings and integral floats for the int; booleans are not numbers here.
-/// A pattern that fails this inside `recall` makes Engramia fall back to keyword search for
-/// that query (the exception leaves the vector search).
+/// written as strings, booleans, and integral floats for the int (checked against Engramia
+/// itself in tests/verify.rs). `recall` (eval-weighted, the default) skips a pattern that fails
+/// this as corrupted, and one whose file `json.load` cannot parse.
 pub fn invalid_reason(pattern: &Value) -> Option<String> {
     let Value::Object(p) = pattern else {
         return Some(format!("the pattern is a JSON {}, not an object", type_name(pattern)));
@@ -36,7 +36,7 @@ pub fn invalid_reason(pattern: &Value) -> Option<String> {
     }
     if let Some(v) = p.get("reuse_count") {
         match number(v) {
-            Some(x) if x.fract() == 0.0 && x >= 0.0 => {}
+            Some(x) if x.is_finite() && x.fract() == 0.0 && x >= 0.0 => {}
             Some(x) => return Some(format!("`reuse_count` is {x}, not a whole number >= 0")),
             None => return Some(format!("`reuse_count` is a {}, not an integer", type_name(v))),
         }
@@ -52,7 +52,9 @@ pub fn invalid_reason(pattern: &Value) -> Option<String> {
 fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        // Python's float(): also "inf" and "nan" (a NaN score then fails the 0-10 range).
+        Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
 }
@@ -233,7 +235,9 @@ mod tests {
         assert!(invalid_reason(&json!({"task": 3, "design": {}})).unwrap().contains("`task` is a number"));
         assert!(invalid_reason(&json!({"design": {}})).unwrap().contains("`task` is missing"));
         assert!(invalid_reason(&json!({"task": "t", "design": "x"})).unwrap().contains("`design` is a string"));
-        assert!(invalid_reason(&json!({"task": "t", "design": {}, "timestamp": true})).unwrap().contains("timestamp"));
+        assert_eq!(invalid_reason(&json!({"task": "t", "design": {}, "timestamp": true})), None, "pydantic takes booleans");
+        assert!(invalid_reason(&json!({"task": "t", "design": {}, "timestamp": null})).unwrap().contains("timestamp"));
+        assert!(invalid_reason(&json!({"task": "t", "design": {}, "success_score": "nan"})).unwrap().contains("outside"));
         assert!(invalid_reason(&json!([1])).unwrap().contains("array"));
     }
 

@@ -36,6 +36,8 @@ pub struct ScopeReport {
     pub searchable: usize,
     /// Changed since engram wrote them (Engramia itself updates reuse_count and scores).
     pub changed_since_migration: usize,
+    /// Sampled queries that could not be embedded (a recording without them): not in recall.
+    pub not_checked: usize,
     /// Recall over the queried records, all kinds; None in a dry run.
     pub recall: Option<Recall>,
     pub by_kind: BTreeMap<String, Recall>,
