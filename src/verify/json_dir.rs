@@ -200,7 +200,7 @@ impl JsonStore {
 
         let mut found = Vec::with_capacity(ledger.len());
         for (key, entry) in ledger {
-            let fault = |kind: &str, msg: String| Fault::record(kind, scope, key, format!("{key}: {msg}"));
+            let fault = |kind: &str, msg: String| Fault::record(kind, scope, key, format!("{scope} {key}: {msg}"));
             let path = key_path(&dir.path, key);
             let mut f = Found { key: key.clone(), kind: entry.kind, pattern: None, searchable: false, changed: false };
             match read_json::<Value>(&path) {
