@@ -307,3 +307,121 @@ fn pattern_rules_agree_with_engramia() {
         assert_eq!(ours.is_none(), ok, "{case}: Engramia says valid={ok}, verify says {ours:?}");
     }
 }
+
+// ------------------------------------------------------------------- PostgreSQL
+
+fn exec(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    })
+}
+
+fn first_key(url: &str, project: &str) -> String {
+    use sqlx::Connection;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar("SELECT key FROM engram_records WHERE project_id = $1 ORDER BY key LIMIT 1").bind(project).fetch_one(&mut c).await.unwrap()
+    })
+}
+
+fn migrate_pg(ws: &Workspace, url: &str) {
+    let out = run(engram()
+        .env_remove("OPENAI_API_KEY")
+        .args(["migrate", "--quiet", "--config"])
+        .arg(ws.mapping())
+        .arg("--target")
+        .arg(url)
+        .arg("--replay")
+        .arg(repo_root().join("fixtures/demo/recording")));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn verify_pg(ws: &Workspace, url: &str) -> (Output, Value) {
+    let report = ws.path("verify-pg.json");
+    let _ = std::fs::remove_file(&report);
+    let out = run(engram()
+        .env_remove("OPENAI_API_KEY")
+        .args(["verify", "--config"])
+        .arg(ws.mapping())
+        .args(["--target", url, "--replay"])
+        .arg(repo_root().join("fixtures/demo/recording"))
+        .arg("--report")
+        .arg(&report));
+    let json = std::fs::read(&report).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    (out, json)
+}
+
+fn assert_full_recall(out: &Output, report: &Value) {
+    assert!(out.status.success(), "{}", text(out));
+    let scopes = report["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 3, "{report:#}");
+    for s in scopes {
+        assert_eq!(s["recall"]["recall_at_k"], 1.0, "{s:#}");
+        assert_eq!(s["migrated"], s["searchable"], "{s:#}");
+    }
+}
+
+#[test]
+fn postgres_store_verifies_and_planted_faults_are_named() {
+    let (ws, _) = demo_store();
+    let url = fresh_database("verify_pg_faults");
+    migrate_pg(&ws, &url);
+    let (out, report) = verify_pg(&ws, &url);
+    assert_full_recall(&out, &report);
+    assert!(report["target"].as_str().unwrap().starts_with("PostgreSQL"), "{report:#}");
+
+    // Break it: one embedding deleted, one pattern moved to another scope, one pattern
+    // corrupted, the HNSW index dropped.
+    let deleted = first_key(&url, "Support Bot");
+    let moved = first_key(&url, "Weather Helper");
+    let corrupted = first_key(&url, "Docs Assistant");
+    exec(
+        &url,
+        &format!(
+            "DELETE FROM memory_embeddings WHERE key = '{deleted}';
+             UPDATE memory_data SET project_id = 'Support Bot' WHERE key = '{moved}';
+             UPDATE memory_embeddings SET project_id = 'Support Bot' WHERE key = '{moved}';
+             UPDATE memory_data SET data = '{{\"task\": 5, \"design\": {{}}}}' WHERE key = '{corrupted}';
+             DO $$ DECLARE i text; BEGIN
+               FOR i IN SELECT indexname FROM pg_indexes WHERE tablename = 'memory_embeddings' AND indexdef ILIKE '%hnsw%' LOOP
+                 EXECUTE format('DROP INDEX %I', i);
+               END LOOP;
+             END $$;"
+        ),
+    );
+    let (out, report) = verify_pg(&ws, &url);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let named = faults(&report);
+    for (kind, key) in [
+        ("missing_embedding", &deleted),
+        ("missing_pattern", &moved),
+        ("missing_embedding", &moved),
+        ("misplaced", &moved),
+        ("invalid_pattern", &corrupted),
+    ] {
+        assert!(named.contains(&(kind.to_string(), Some(key.clone()))), "{kind} {key} not named: {:#}", report["faults"]);
+    }
+    assert!(named.contains(&("missing_index".into(), None)), "{:#}", report["faults"]);
+    let message = report["faults"].as_array().unwrap().iter().find(|f| f["kind"] == "invalid_pattern").unwrap()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("`task` is a number"), "{message}");
+}
+
+#[test]
+fn postgres_with_engramias_own_schema_verifies() {
+    let (ws, _) = demo_store();
+    let url = fresh_database("verify_pg_engramia_015");
+    let out = std::process::Command::new(python())
+        .arg(repo_root().join("tests/support/engramia_schema.py"))
+        .args(["--url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    migrate_pg(&ws, &url);
+    let (out, report) = verify_pg(&ws, &url);
+    assert_full_recall(&out, &report);
+    assert_eq!(report["faults"], json!([]), "{report:#}");
+}

@@ -11,7 +11,7 @@
 //! transaction (pattern, embedding, registry and ledger rows commit together or not at all);
 //! Engramia's tables are never altered, and created only in a database that has none of them.
 
-mod catalog;
+pub(crate) mod catalog;
 pub mod index;
 mod migrate;
 mod preflight;

@@ -185,6 +185,9 @@ pub async fn verify(args: &VerifyArgs, env: &Env) -> Result<VerifyReport, RunErr
     let mut faults = Vec::new();
     let mut notes: Vec<String> = embed_note.into_iter().collect();
     match store.model().await? {
+        None if matches!(store, Store::Pg(_)) => notes.push(
+            "the database records no embedding model (memory_data metadata/embedding_config); Engramia records its model there on its first start and warns when it later differs".into(),
+        ),
         None => faults.push(Fault::store(
             "missing_model",
             "the store records no embedding model (metadata/embedding_config): Engramia cannot tell that its vectors were made with [embedding] model".to_string(),
@@ -289,6 +292,9 @@ pub async fn verify(args: &VerifyArgs, env: &Env) -> Result<VerifyReport, RunErr
         }
         s.recall = Some(recall);
         scopes.push(s);
+    }
+    if let Store::Pg(pg) = &mut store {
+        notes.append(&mut pg.notes);
     }
     if matches!(store, Store::Json(_)) && !args.dry_run {
         notes.push(
