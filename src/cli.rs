@@ -27,10 +27,22 @@ pub enum Command {
     /// Check a migrated store: every record present, valid by Engramia's rules and recalled
     /// by its question in its own scope. Read-only. Exit 0 passed, 3 a check failed.
     Verify(crate::verify::VerifyArgs),
+    /// Write a commented mapping.toml for a source, filled from what engram can see there
+    /// (never overwrites one), and print the next command.
+    Init(crate::init::InitArgs),
+    /// Print a shell completion script: `engram completions bash > /etc/bash_completion.d/engram`.
+    Completions(CompletionsArgs),
     /// Internal: prints one PDF's text as a JSON line. `engram migrate` runs it as a child
     /// process, so that a PDF that crashes or hangs the parser cannot stop the migration.
     #[command(hide = true)]
     ExtractPdf(ExtractPdfArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]

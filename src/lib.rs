@@ -8,6 +8,7 @@ pub mod config;
 pub mod embed;
 pub mod export;
 pub mod extract;
+pub mod init;
 pub mod map;
 pub mod model;
 pub mod plan;

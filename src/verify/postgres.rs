@@ -252,8 +252,8 @@ impl PgStore {
                 let uses_hnsw = plan.iter().any(|l| hnsw.iter().any(|name| l.contains(&format!("Index Scan using {name} "))));
                 if !hnsw.is_empty() && !uses_hnsw {
                     self.notes.push(format!(
-                        "scope {scope}: PostgreSQL searches it without the HNSW index (plan: {}), as Engramia's own search would be",
-                        plan.first().map(|l| l.trim()).unwrap_or("")
+                        "scope {scope}: PostgreSQL's plan for Engramia's search statement does not use the HNSW index ({}; the planner's choice for a table this small), so the search is exact here, as Engramia's own is",
+                        plan.iter().find(|l| l.contains("Scan")).map(|l| l.trim().trim_start_matches("-> ").trim()).unwrap_or("")
                     ));
                 }
             }
