@@ -23,7 +23,8 @@ const TEMPLATE: &str = include_str!("../mapping.toml");
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitArgs {
     /// openai, ndjson, export-dir or conversations. Default: export-dir for a directory
-    /// --path, ndjson for a file, else openai.
+    /// --path; for a file, ndjson when it holds JSON lines, conversations for conv_ ids,
+    /// else openai (a thread id list); openai without --path.
     #[arg(long, value_name = "KIND")]
     pub source_kind: Option<String>,
     /// The NDJSON file or export directory (for openai: the thread id file; for
@@ -62,7 +63,7 @@ pub fn init(args: &InitArgs, env: &Env) -> Result<(), RunError> {
             RunError::Config(format!("--source-kind {k:?}: use openai, ndjson, export-dir or conversations"))
         })?,
         (None, Some(p)) if p.is_dir() => SourceKind::ExportDir,
-        (None, Some(_)) => SourceKind::Ndjson,
+        (None, Some(p)) => guess_file_kind(p),
         (None, None) => SourceKind::OpenAi,
     };
     let path = match &args.path {
@@ -138,6 +139,20 @@ pub fn init(args: &InitArgs, env: &Env) -> Result<(), RunError> {
     }
     println!("next: engram migrate --config {} --dry-run", args.out.display());
     Ok(())
+}
+
+/// A file --path without --source-kind: JSON lines are an NDJSON export; a list of ids is a
+/// thread list (`thread_...`) or a conversation list (`conv_...`).
+fn guess_file_kind(path: &Path) -> SourceKind {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b[..b.len().min(64 * 1024)]).into_owned()).unwrap_or_default();
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    if first.starts_with('{') {
+        SourceKind::Ndjson
+    } else if first.starts_with("conv_") {
+        SourceKind::Conversations
+    } else {
+        SourceKind::OpenAi
+    }
 }
 
 /// What `engram init` sets in the template.
