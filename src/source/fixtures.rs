@@ -185,10 +185,6 @@ impl FixtureStore {
         self.embeddings.iter().map(|((m, d, i), v)| (m.as_str(), *d, i.as_str(), v.as_slice()))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn answer(&self, req: &ApiRequest) -> Result<ApiResponse, TransportError> {
         let key = key_of(req);
         if let Some(responses) = self.exchanges.get(&key) {

@@ -98,14 +98,14 @@ pub(crate) struct Ranked {
 
 enum Store {
     Json(json_dir::JsonStore),
-    Pg(postgres::PgStore),
+    Pg(Box<postgres::PgStore>),
 }
 
 impl Store {
     async fn open(target: Target) -> Result<Store, RunError> {
         Ok(match target {
             Target::JsonDir(dir) => Store::Json(json_dir::JsonStore::open(&dir).map_err(RunError::Config)?),
-            Target::Postgres(url) => Store::Pg(postgres::PgStore::open(&url).await?),
+            Target::Postgres(url) => Store::Pg(Box::new(postgres::PgStore::open(&url).await?)),
         })
     }
 
