@@ -233,6 +233,24 @@ fn a_missing_skill_and_a_changed_model_are_named() {
 }
 
 #[test]
+fn scopes_sharing_a_directory_and_an_unmerged_log_are_named() {
+    let (ws, target) = demo_store();
+    let dir = scope_dir(&target, "Support Bot");
+    // A project "Support_Bot" sanitises to the same directory as "Support Bot".
+    let key = ledger_keys(&dir)[0].clone();
+    edit_json(&dir.join("_engram_records.json"), |v| v[&key]["project"] = json!("Support_Bot"));
+    // A killed run's embeddings log, which Engramia never reads.
+    std::fs::write(scope_dir(&target, "Weather Helper").join("_embeddings.wal"), "[\"patterns/x_1_y\",[0.5,0.5]]\n").unwrap();
+    let (out, report) = verify(&ws, &target, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let named = faults(&report);
+    assert!(named.contains(&("shared_directory".into(), None)), "{:#}", report["faults"]);
+    assert!(named.contains(&("unmerged_log".into(), None)), "{:#}", report["faults"]);
+    let shared = report["faults"].as_array().unwrap().iter().find(|f| f["kind"] == "shared_directory").unwrap();
+    assert!(shared["message"].as_str().unwrap().contains("acme/Support Bot, acme/Support_Bot"), "{shared:#}");
+}
+
+#[test]
 fn verify_embeds_its_queries_with_the_api_the_migration_used() {
     // A live migration against the stand-in over HTTP, then verify against the same server.
     let server = Server::demo();
@@ -408,6 +426,17 @@ fn postgres_store_verifies_and_planted_faults_are_named() {
     assert!(named.contains(&("missing_index".into(), None)), "{:#}", report["faults"]);
     let message = report["faults"].as_array().unwrap().iter().find(|f| f["kind"] == "invalid_pattern").unwrap()["message"].as_str().unwrap().to_string();
     assert!(message.contains("`task` is a number"), "{message}");
+}
+
+#[test]
+fn postgres_an_invalid_hnsw_index_is_named() {
+    let (ws, _) = demo_store();
+    let url = fresh_database("verify_pg_invalid_index");
+    migrate_pg(&ws, &url);
+    exec(&url, "UPDATE pg_index SET indisvalid = false WHERE indexrelid IN (SELECT c.oid FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw')");
+    let (out, report) = verify_pg(&ws, &url);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(faults(&report).contains(&("invalid_index".into(), None)), "{:#}", report["faults"]);
 }
 
 #[test]

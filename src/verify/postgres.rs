@@ -99,6 +99,20 @@ impl PgStore {
             };
             faults.push(Fault::store("missing_index", format!("memory_embeddings has no HNSW index: every Engramia search reads the whole table; {why}")));
         }
+        // An index left invalid (a failed concurrent build) is never used by the planner.
+        let invalid: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
+             WHERE i.indrelid = to_regclass('memory_embeddings') AND a.amname = 'hnsw' AND NOT i.indisvalid ORDER BY 1",
+        )
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(|e| failed("pg_index", e))?;
+        for name in invalid {
+            faults.push(Fault::store(
+                "invalid_index",
+                format!("the HNSW index {name} is marked invalid (a build that failed or was interrupted): PostgreSQL never uses it; REINDEX INDEX {name}"),
+            ));
+        }
         let rows = sqlx::query(
             "SELECT r.tenant_id, r.project_id, r.key, x.tenant_id, x.project_id, x.place FROM engram_records r \
              JOIN (SELECT key, tenant_id, project_id, 'memory_data' AS place FROM memory_data \
