@@ -77,7 +77,7 @@ impl JsonStore {
         }
         if dirs.iter().all(|d| d.ledger.is_empty()) {
             return Err(format!(
-                "{} holds no engram ledger ({LEDGER}): nothing says what was migrated there.\n  Run `engram migrate` into it first (a directory written by an engram older than verify has no ledger: rerun the migration, which leaves unchanged records as they are and writes the ledger).",
+                "{} holds no engram ledger ({LEDGER}): nothing says what engram migrated there.\n  verify checks what `engram migrate` recorded in its ledger; a directory written by an engram without one (or not by engram) cannot be verified: migrate into a new directory with this engram, then verify that.",
                 root.display()
             ));
         }
