@@ -129,6 +129,42 @@ fn a_sample_queries_n_records_per_scope() {
     assert_eq!(chosen("2"), 9);
 }
 
+/// A recording made against a real API (here: one vector changed, so the stand-in's function no
+/// longer reproduces it) holds the questions' embeddings but not the chunks' sentences: those
+/// are counted as not checked, and the rest is verified from the recording.
+#[test]
+fn queries_a_real_recording_lacks_are_not_checked() {
+    use base64::Engine;
+    let recording = tempfile::tempdir().unwrap();
+    for (rel, bytes) in snapshot(&repo_root().join("fixtures/demo/recording")) {
+        let mut bytes = bytes;
+        if rel.to_string_lossy().starts_with("embeddings-") {
+            let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let item = &mut v["response"]["body"]["data"][0]["embedding"];
+            let floats: Vec<u8> = b64.decode(item.as_str().unwrap()).unwrap();
+            let negated: Vec<u8> = floats.chunks(4).flat_map(|c| (-f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()).collect();
+            *item = json!(b64.encode(negated));
+            bytes = serde_json::to_vec(&v).unwrap();
+        }
+        std::fs::write(recording.path().join(rel), bytes).unwrap();
+    }
+    let ws = Workspace::new("http://127.0.0.1:9/v1", "", "[embedding]\nmodel = \"text-embedding-3-small\"\n[scope]\ntenant = \"acme\"\nproject = \"{assistant.name}\"\n");
+    let target = ws.path("data");
+    let out = migrate_replayed(&ws, &target, recording.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let report_path = ws.path("v.json");
+    let out = run(engram().env_remove("OPENAI_API_KEY").args(["verify", "--config"]).arg(ws.mapping()).arg("--target").arg(&target).arg("--replay").arg(recording.path()).arg("--report").arg(&report_path));
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let docs = report["scopes"].as_array().unwrap().iter().find(|s| s["project"] == "Docs Assistant").unwrap();
+    let chunks = docs["by_kind"]["file_chunk"]["queries"].as_u64().unwrap_or(0);
+    assert!(docs["not_checked"].as_u64().unwrap() > 0, "{docs:#}");
+    assert_eq!(docs["not_checked"].as_u64().unwrap() + chunks, 11, "every chunk is either checked (a sentence that is its whole task) or not: {docs:#}");
+    assert_eq!(docs["by_kind"]["message_pair"]["recall_at_k"], 1.0, "{docs:#}");
+    assert!(report["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("not checked")), "{report:#}");
+}
+
 #[test]
 fn a_dry_run_counts_the_embedding_requests_and_embeds_nothing() {
     let (ws, target) = demo_store();

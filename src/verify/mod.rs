@@ -290,7 +290,8 @@ pub async fn verify(args: &VerifyArgs, env: &Env) -> Result<VerifyReport, RunErr
         if s.not_checked > 0 {
             notes.push(format!("scope {scope}: {} queries not checked (the recording has no embedding for them)", s.not_checked));
         }
-        s.recall = Some(recall);
+        // None when nothing could be checked (every query missing from a recording).
+        s.recall = (recall.queries > 0).then_some(recall);
         scopes.push(s);
     }
     if let Store::Pg(pg) = &mut store {
