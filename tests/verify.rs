@@ -476,6 +476,26 @@ fn postgres_an_invalid_hnsw_index_is_named() {
 }
 
 #[test]
+fn postgres_an_hnsw_index_for_another_distance_is_named() {
+    let (ws, _) = demo_store();
+    let url = fresh_database("verify_pg_l2_index");
+    migrate_pg(&ws, &url);
+    exec(
+        &url,
+        "DO $$ DECLARE i text; BEGIN
+           FOR i IN SELECT indexname FROM pg_indexes WHERE tablename = 'memory_embeddings' AND indexdef ILIKE '%hnsw%' LOOP
+             EXECUTE format('DROP INDEX %I', i);
+           END LOOP;
+         END $$;
+         CREATE INDEX l2_idx ON memory_embeddings USING hnsw (embedding vector_l2_ops);",
+    );
+    let (out, report) = verify_pg(&ws, &url);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let named = faults(&report);
+    assert!(named.contains(&("index_not_cosine".into(), None)) && !named.contains(&("missing_index".into(), None)), "{:#}", report["faults"]);
+}
+
+#[test]
 fn postgres_with_engramias_own_schema_verifies() {
     let (ws, _) = demo_store();
     let url = fresh_database("verify_pg_engramia_015");

@@ -99,6 +99,16 @@ impl PgStore {
             };
             faults.push(Fault::store("missing_index", format!("memory_embeddings has no HNSW index: every Engramia search reads the whole table; {why}")));
         }
+        if !indexes.is_empty() && !indexes.iter().any(|i| i.definition.contains("vector_cosine_ops")) {
+            let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
+            faults.push(Fault::store(
+                "index_not_cosine",
+                format!(
+                    "memory_embeddings' HNSW index ({}) is not built with vector_cosine_ops: Engramia searches by cosine distance (<=>), which that index cannot serve, so every search reads the whole table; recreate it USING hnsw (embedding vector_cosine_ops)",
+                    names.join(", ")
+                ),
+            ));
+        }
         // An index left invalid (a failed concurrent build) is never used by the planner.
         let invalid: Vec<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \

@@ -81,7 +81,7 @@ pub struct Miss {
 /// A failed check. `kind` is machine-readable: missing_pattern, unreadable_pattern,
 /// invalid_pattern, missing_embedding, wrong_dimension, missing_skills, wrong_model,
 /// missing_model, misplaced, shared_directory, unmerged_log, missing_index, invalid_index,
-/// recall_below_threshold.
+/// index_not_cosine, recall_below_threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fault {
     pub kind: String,
