@@ -6,9 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "engram",
-    version,
+    version = crate::version::LONG,
     about = "Move OpenAI Assistants data (threads, messages, runs, tools) into Engramia",
-    long_about = "Move OpenAI Assistants data into Engramia.\n\nengram reads assistants, threads (by id), messages, runs, run steps, files and vector stores from the OpenAI API, a compatible server, recorded fixtures, or exports ([source] kind: openai, ndjson, export-dir, conversations); maps user->assistant turns to Engramia patterns, function tools to skills and documents to chunk patterns; embeds each pattern's task; and writes Engramia's own storage: a JSON directory or a PostgreSQL + pgvector database.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict, 130 interrupted by Ctrl-C (the batch in flight is finished and the report written; a second Ctrl-C stops at once; a rerun resumes)."
+    long_about = "Move OpenAI Assistants data into Engramia.\n\nStart with `engram init`, then `engram migrate --dry-run`, `engram migrate`, and `engram verify` to prove every record is recalled in its scope.\n\nengram reads assistants, threads (by id), messages, runs, run steps, files and vector stores from the OpenAI API, a compatible server, recorded fixtures, or exports ([source] kind: openai, ndjson, export-dir, conversations); maps user->assistant turns to Engramia patterns, function tools to skills and documents to chunk patterns; embeds each pattern's task; and writes Engramia's own storage: a JSON directory or a PostgreSQL + pgvector database.\n\nExit codes: 0 done (warnings are in the report), 1 failed (nothing half-written), 2 usage or configuration error (nothing written), 3 done with warnings under --strict (engram verify: a check failed), 130 interrupted by Ctrl-C (the batch in flight is finished and the report written; a second Ctrl-C stops at once; a rerun resumes)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,10 +24,25 @@ pub enum Command {
     /// ([source] kind = "export-dir"). Ctrl-C stops it with exit 130, the manifest listing the
     /// threads written.
     Export(ExportArgs),
+    /// Check a migrated store: every record present, valid by Engramia's rules and recalled
+    /// by its question in its own scope. Read-only. Exit 0 passed, 3 a check failed.
+    Verify(crate::verify::VerifyArgs),
+    /// Write a commented mapping.toml for a source, filled from what engram can see there
+    /// (never overwrites one), and print the next command.
+    Init(crate::init::InitArgs),
+    /// Print a shell completion script: `engram completions bash > /etc/bash_completion.d/engram`.
+    Completions(CompletionsArgs),
     /// Internal: prints one PDF's text as a JSON line. `engram migrate` runs it as a child
     /// process, so that a PDF that crashes or hangs the parser cannot stop the migration.
     #[command(hide = true)]
     ExtractPdf(ExtractPdfArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -44,6 +44,22 @@ fn try_main(cli: Cli) -> Result<ExitCode, RunError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            clap_complete::generate(args.shell, &mut Cli::command(), "engram", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init(args) => {
+            engram::init::init(&args, &env)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => {
+            let report = runtime.block_on(engram::verify::verify(&args, &env))?;
+            if !args.quiet {
+                print!("{}", report.render_text());
+            }
+            Ok(ExitCode::from(if report.passed { 0 } else { 3 }))
+        }
         Command::ExtractPdf(args) => Ok(ExitCode::from(engram::extract::pdf::child_main(&args.file, args.timeout_secs))),
         Command::Migrate(args) => {
             let report = runtime.block_on(migrate(&args, &env))?;

@@ -391,6 +391,8 @@ fn every_document_is_recalled_by_its_content_in_the_right_scope() {
         assert!(ids.contains(&&json!(doc.id)), "{}: Engramia's top 3 for {:?}: {recalled:#}", doc.filename, doc.question);
         assert!(recalled["warnings"].as_array().unwrap().is_empty(), "{recalled:#}");
     }
+    // engram verify agrees: every record, chunks included, is recalled in its scope.
+    verify_ok(&ws, target.to_str().unwrap());
 }
 
 #[test]

@@ -197,9 +197,11 @@ fn a_killed_run_is_finished_by_the_next_with_the_same_result() {
     let partial = storage(&target);
     assert!(partial.len() < storage(&reference).len(), "the kill came too late to test anything");
     // No temporary file is left visible to Engramia as a pattern; the one other file is the
-    // embeddings log of each scope (Engramia reads *.json only), merged by the next run.
+    // embeddings log and engram's ledger log of each scope (Engramia reads *.json only),
+    // merged by the next run.
     assert!(
-        partial.keys().all(|p| p.extension().is_none_or(|e| e == "json") || p.file_name().is_some_and(|n| n == "_embeddings.wal")),
+        partial.keys().all(|p| p.extension().is_none_or(|e| e == "json")
+            || p.file_name().is_some_and(|n| n == "_embeddings.wal" || n == "_engram_records.wal")),
         "{:?}",
         partial.keys()
     );
@@ -218,6 +220,8 @@ fn a_killed_run_is_finished_by_the_next_with_the_same_result() {
     let again = migrate_ok(&ws, &target, &[]);
     assert!(again["resumed"].is_null());
     assert_eq!(totals(&again).0 + totals(&again).1, 0);
+    // The killed run's ledger log was merged too: verify finds every record.
+    verify_ok(&ws, target.to_str().unwrap());
 }
 
 #[test]

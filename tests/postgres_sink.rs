@@ -256,6 +256,9 @@ fn scoped_key_layout_keeps_a_registry_per_scope() {
     assert!(!engramia_find_by_skills(&server, &url, WEATHER, "get_weather").is_empty());
     let found = recall(&server, &url, DOCS, ROTATE_QUESTION);
     assert_eq!(found["matches"][0]["task"], ROTATE_TURN, "{found:#}");
+    // Every skill in its scope's own registry: verify checks them all.
+    let verified = verify_ok(&ws, &url);
+    assert!(verified["notes"].as_array().unwrap().iter().all(|n| !n.as_str().unwrap().contains("engram_records only")), "{verified:#}");
 }
 
 /// `--dry-run` on an empty database: the plan of the real run, and nothing at all written

@@ -139,6 +139,7 @@ fn an_ndjson_export_migrates_to_the_same_patterns_as_the_live_account() {
     assert_eq!(report["scopes"], live_report["scopes"]);
     assert_eq!(storage(&ws.path("data")), storage(&live.path("data")), "the NDJSON migration differs from the live one");
     assert!(pattern_files(&ws.path("data")) > 60);
+    verify_ok(&ws, ws.path("data").to_str().unwrap());
 }
 
 #[test]
@@ -172,6 +173,7 @@ fn an_ndjson_export_into_postgres_is_recalled_by_engramia() {
     assert!(found["invalid"].as_array().unwrap().is_empty(), "{found:#}");
     let billing = pg_recall(&server, &url, "Billing", "when do I have to pay my next invoice");
     assert_eq!(billing["matches"][0]["task"], "When is my next invoice due?", "{billing:#}");
+    verify_ok(&ws, &url);
 }
 
 // ------------------------------------------------------------------------ export directory
@@ -253,6 +255,7 @@ fn an_assistants_api_export_directory_keeps_runs_citations_and_failures() {
     let tagged: Vec<&String> = registry.as_object().unwrap().iter().filter(|(_, v)| v == &&json!(["lookup_invoice"])).map(|(k, _)| k).collect();
     assert_eq!(tagged.len(), 2, "the tool pattern and the answer: {registry:#}");
     assert_eq!(patterns.len(), 3);
+    verify_ok(&ws, ws.path("data").to_str().unwrap());
 }
 
 #[test]
@@ -271,6 +274,7 @@ fn an_export_directory_into_postgres_is_recalled_by_engramia() {
     let weather = pg_recall(&server, &url, "Weather Helper", "what will the weather be like in Oslo tomorrow");
     let task = weather["matches"][0]["task"].as_str().unwrap().to_lowercase();
     assert!(task.contains("oslo"), "{weather:#}");
+    verify_ok(&offline, &url);
 }
 
 // --------------------------------------------------------------------------- conversations
@@ -314,6 +318,7 @@ fn conversations_are_paired_and_their_function_calls_become_skills() {
     assert_eq!(top["design"]["openai"]["thread_id"], "conv_68c2a1support0001");
     assert_eq!(recalled["skills"]["issue_refund"], json!([top["key"]]), "{recalled:#}");
     assert_eq!(recalled["skills"]["get_order_status"].as_array().unwrap().len(), 2, "{recalled:#}");
+    verify_ok(&ws, ws.path("live").to_str().unwrap());
 
     // Replayed from the recording, without network or key: the same storage.
     drop(server);
@@ -334,6 +339,7 @@ fn conversations_into_postgres_are_recalled_by_engramia() {
     let docs = pg_recall(&server, &url, "docs", "how can I switch on single sign-on");
     assert_eq!(docs["matches"][0]["task"], "How do I enable single sign-on?", "{docs:#}");
     assert_eq!(docs["pattern_count"], 55);
+    verify_ok(&ws, &url);
 }
 
 /// The first Ctrl-C stops `engram export` from taking threads: exit 130, and a manifest that

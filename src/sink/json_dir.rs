@@ -12,8 +12,13 @@
 //! pattern file that is half written. The log is merged into `_embeddings.json` at the end of
 //! every run (also an interrupted or failed one), so memory never holds a scope's index.
 //! Entries already in the index or registry under other keys are kept byte for byte.
+//!
+//! engram's ledger of what it wrote into a scope, `_engram_records.json` (`{key: LedgerEntry}`,
+//! read by `engram verify`), is kept the same way as the index: appended to its own log in each
+//! batch (before the pattern files) and merged at the end of the run. Engramia skips it (its
+//! name starts with `_`).
 
-mod embeddings_file;
+pub(crate) mod embeddings_file;
 
 use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
 use crate::record::{Scope, content_hash};
@@ -58,6 +63,22 @@ pub fn scope_dir(root: &Path, scope: &Scope) -> PathBuf {
     }
 }
 
+/// engram's ledger of one scope and its log (see the module's header).
+pub const LEDGER: &str = "_engram_records.json";
+pub const LEDGER_LOG: &str = "_engram_records.wal";
+
+/// What engram wrote under one key: enough for `engram verify` to know what to look for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerEntry {
+    pub tenant: String,
+    pub project: String,
+    pub kind: crate::record::RecordKind,
+    /// `record::content_hash` of the pattern and skills as written.
+    pub hash: String,
+    pub skills: Vec<String>,
+    pub origin: String,
+}
+
 /// What the sink keeps of one scope: the keys that have an embedding (in the index or its
 /// log), the skills registry, the vector size. Never the vectors themselves.
 struct ScopeFiles {
@@ -66,6 +87,7 @@ struct ScopeFiles {
     registry: IndexMap<String, Value>,
     dims: Option<usize>,
     log: Log,
+    ledger: Log,
 }
 
 impl ScopeFiles {
@@ -86,12 +108,18 @@ impl ScopeFiles {
         let log = Log::new(&dir);
         log.for_each(|key, raw| note(key, &raw))?;
         let registry: IndexMap<String, Value> = read_json_or_default(&dir.join("skills/_registry.json"))?;
-        Ok(ScopeFiles { dir, embedded, registry, dims, log })
+        let ledger = Log::named(&dir, LEDGER_LOG);
+        Ok(ScopeFiles { dir, embedded, registry, dims, log, ledger })
     }
 
-    /// Folds the log into `_embeddings.json` (and drops `removed`).
+    /// Folds the logs into `_embeddings.json` and the ledger (and drops `removed`).
     fn merge(&mut self, removed: &HashSet<String>) -> Result<(), SinkError> {
-        embeddings_file::merge(&self.dir, removed)
+        embeddings_file::merge(&self.dir, removed)?;
+        embeddings_file::merge_named(&self.dir, LEDGER, LEDGER_LOG, removed)
+    }
+
+    fn has_logs(&self) -> bool {
+        self.log.exists() || self.ledger.exists()
     }
 }
 
@@ -222,6 +250,22 @@ impl Sink for JsonDirSink {
             }
             // Embeddings, then the registry, then the patterns: see the module's invariants.
             files.log.append(items.iter().zip(&raws).map(|(e, raw)| (e.record.key.as_str(), &**raw)))?;
+            let entries = items
+                .iter()
+                .map(|e| {
+                    let r = &e.record;
+                    let entry = LedgerEntry {
+                        tenant: r.scope.tenant.clone(),
+                        project: r.scope.project.clone(),
+                        kind: r.kind,
+                        hash: r.content_hash(),
+                        skills: r.skills.clone(),
+                        origin: r.origin.clone(),
+                    };
+                    serde_json::value::to_raw_value(&entry).map_err(|err| SinkError::Io(err.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            files.ledger.append(items.iter().zip(&entries).map(|(e, raw)| (e.record.key.as_str(), &**raw)))?;
             let mut registry_changed = false;
             for e in &items {
                 files.embedded.insert(e.record.key.clone());
@@ -309,7 +353,7 @@ impl Sink for JsonDirSink {
 
     async fn settle(&mut self) -> Result<Vec<String>, SinkError> {
         for files in self.scopes.values_mut() {
-            if files.log.exists() {
+            if files.has_logs() {
                 files.merge(&HashSet::new())?;
             }
         }

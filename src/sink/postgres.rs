@@ -12,7 +12,7 @@
 //! Engramia's tables are never altered; Engramia's whole schema, at the alembic revision
 //! `[target] engramia_schema` names, is created only in a database that has none of it.
 
-mod catalog;
+pub(crate) mod catalog;
 pub mod index;
 mod migrate;
 mod preflight;

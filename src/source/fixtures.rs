@@ -175,6 +175,16 @@ impl FixtureStore {
         }
     }
 
+    /// The recorded embedding of `input` (model and `dimensions` as requested).
+    pub fn recorded_embedding(&self, model: &str, dims: Option<u64>, input: &str) -> Option<&[f32]> {
+        self.embeddings.get(&(model.to_string(), dims, input.to_string())).map(Vec::as_slice)
+    }
+
+    /// Every recorded embedding: (model, requested dimensions, input, vector).
+    pub fn recorded_embeddings(&self) -> impl Iterator<Item = (&str, Option<u64>, &str, &[f32])> {
+        self.embeddings.iter().map(|((m, d, i), v)| (m.as_str(), *d, i.as_str(), v.as_slice()))
+    }
+
     pub fn answer(&self, req: &ApiRequest) -> Result<ApiResponse, TransportError> {
         let key = key_of(req);
         if let Some(responses) = self.exchanges.get(&key) {

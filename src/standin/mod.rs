@@ -15,7 +15,7 @@
 
 mod account;
 mod conversations;
-mod embeddings;
+pub mod embeddings;
 mod error;
 mod faults;
 mod pagination;

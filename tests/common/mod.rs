@@ -269,3 +269,14 @@ pub fn migrate_replayed(ws: &Workspace, target: &Path, recording: &Path) -> Outp
         .arg("--replay")
         .arg(recording))
 }
+
+/// `engram verify --all` of what `ws`'s mapping migrated into `target`, embedding its queries
+/// with the mapping's server; asserts that every check passed and returns the report.
+pub fn verify_ok(ws: &Workspace, target: &str) -> Value {
+    let report = ws.path(&format!("verify-{}.json", rand_suffix()));
+    let out = run(engram().args(["verify", "--all", "--quiet", "--config"]).arg(ws.mapping()).args(["--target", target, "--report"]).arg(&report));
+    let json: Value = std::fs::read(&report).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    assert!(out.status.success(), "engram verify failed:\n{}\n{:#}", text(&out), json);
+    assert!(json["scopes"].as_array().is_some_and(|s| !s.is_empty()), "{json:#}");
+    json
+}

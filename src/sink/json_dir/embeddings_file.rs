@@ -85,7 +85,12 @@ pub struct Log {
 
 impl Log {
     pub fn new(dir: &Path) -> Log {
-        Log { path: dir.join(LOG) }
+        Log::named(dir, LOG)
+    }
+
+    /// The log `name` in `dir` (the records ledger has its own beside the embeddings').
+    pub fn named(dir: &Path, name: &str) -> Log {
+        Log { path: dir.join(name) }
     }
 
     pub fn exists(&self) -> bool {
@@ -150,11 +155,16 @@ impl Log {
 /// one; values are copied as they were written. Memory: the log's keys, and the values of the
 /// old entries it replaces.
 pub fn merge(dir: &Path, removed: &HashSet<String>) -> Result<(), SinkError> {
-    let log = Log::new(dir);
+    merge_named(dir, INDEX, LOG, removed)
+}
+
+/// `merge` for another object file and its log (the records ledger).
+pub fn merge_named(dir: &Path, index: &str, log: &str, removed: &HashSet<String>) -> Result<(), SinkError> {
+    let log = Log::named(dir, log);
     if !log.exists() && removed.is_empty() {
         return Ok(());
     }
-    let index = dir.join(INDEX);
+    let index = dir.join(index);
     // The log's keys, each with the position of its last entry.
     let mut last: HashMap<String, usize> = HashMap::new();
     let mut n = 0usize;
