@@ -385,10 +385,10 @@ fn content_part(part: &Value) -> Option<ContentPart> {
 }
 
 /// Responses annotations point into the text rather than standing in it: a file citation adds
-/// ` [filename]` where it points (as Assistants citations are resolved), a URL citation adds
-/// ` (<url>)` after the cited span unless the text already shows that URL; `file_path` (no
-/// name to show) adds nothing. Nothing else in the text changes. Offsets are in characters and
-/// clamped to the text.
+/// `[filename]` where it points (as Assistants citations are resolved), a URL citation adds
+/// `(<url>)` after the cited span unless the text already shows that URL, each set off by one
+/// space; `file_path` (no name to show) adds nothing. Nothing else in the text changes. Offsets
+/// are in characters and clamped to the text.
 pub fn resolve_annotations(text: &str, annotations: &[Value]) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut inserts: Vec<(usize, String)> = Vec::new();
@@ -400,16 +400,14 @@ pub fn resolve_annotations(text: &str, annotations: &[Value]) -> String {
                 let Some(pos) = at("index").or_else(|| at("end_index")) else { continue };
                 let tag = format!("[{name}]");
                 if !text.contains(&tag) {
-                    // "the guide [guide.pdf]", as a resolved Assistants marker reads.
-                    let space = if pos > 0 && !chars[pos - 1].is_whitespace() { " " } else { "" };
-                    inserts.push((pos, format!("{space}{tag}")));
+                    inserts.push((pos, spaced(&chars, pos, &tag)));
                 }
             }
             Some("url_citation") => {
                 let Some(url) = str_of(a, "url").filter(|u| !u.is_empty()) else { continue };
                 let Some(pos) = at("end_index") else { continue };
                 if !text.contains(url) {
-                    inserts.push((pos, format!(" ({url})")));
+                    inserts.push((pos, spaced(&chars, pos, &format!("({url})"))));
                 }
             }
             _ => {}
@@ -432,6 +430,16 @@ pub fn resolve_annotations(text: &str, annotations: &[Value]) -> String {
         out.push_str(&s);
     }
     out
+}
+
+/// `tag` to insert at `pos`, set off by one space from the word before it ("the guide
+/// [guide.pdf]", as a resolved Assistants marker reads), never doubling a space.
+fn spaced(chars: &[char], pos: usize, tag: &str) -> String {
+    match pos.checked_sub(1).map(|i| chars[i]) {
+        Some(c) if c.is_whitespace() => format!("{tag} "),
+        Some(_) => format!(" {tag}"),
+        None => format!("{tag} "),
+    }
 }
 
 fn output_text(v: &Value) -> String {
