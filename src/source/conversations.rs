@@ -4,16 +4,25 @@
 //! `ThreadBundle`, so that pairing, scopes and skills work exactly as for threads:
 //!
 //! - the conversation is the thread (its `metadata` is `{thread.metadata.KEY}`);
-//! - `message` items with role `user` / `assistant` are messages; their `input_text`,
-//!   `output_text` (and plain `text`) parts are text parts. Other roles (`system`,
-//!   `developer`) are kept but never paired; `refusal`, image and file parts carry no text.
-//!   Responses' annotations point at offsets, not at markers in the text, so none are kept;
-//! - `function_call` items (`name`, `arguments`, `call_id`) with their `function_call_output`
-//!   belong to the next assistant message: they become one synthetic completed run (id: the
-//!   first call item's id) with one `tool_calls` step holding those calls, and that message's
-//!   `run_id` names it, so Map's skills logic tags the answer with the functions called. Calls
-//!   followed by a user message before any answer are dropped with the turn they belonged to;
-//! - other item types (reasoning, web search, file search, ...) are not migrated.
+//! - items are read by their `type`, as raw JSON: a type engram does not know (or an item
+//!   without `type`/`id`) is skipped with one counted `conversation_item_skipped` warning per
+//!   type, never a failed conversation;
+//! - `message` items with role `user` / `assistant` are messages; `input_text`, `output_text`
+//!   and `text` parts are their text, kept exactly as written (Responses annotations point at
+//!   offsets: `resolve_annotations` adds cited file names and URLs there). `refusal` parts make
+//!   the answer a refusal, `input_image` / `computer_screenshot` parts are images (an image-only
+//!   question pairs with nothing), `input_file`, `summary_text` and `reasoning_text` carry no
+//!   answer. An assistant message with `phase: "commentary"` is not the answer (only
+//!   `final_answer`, or no phase, is); `system` / `developer` messages are never paired;
+//! - tool calls — `function_call`, `custom_tool_call`, `mcp_call` (`<server_label>.<name>`) and
+//!   the built-in ones (`web_search_call` -> `web_search`, …, see `BUILTIN_TOOLS`) — belong to the
+//!   next assistant message: they become one synthetic completed run (id: the first call item's
+//!   id) with one `tool_calls` step, and that message's `run_id` names it, so Map tags the answer
+//!   with those skills (`[skills] custom_tools`, `mcp_tools`, `builtin_tools`). Calls followed by
+//!   a user message before any answer (interrupted, or never answered) become an empty answer of
+//!   an `incomplete` run: the question before them is unanswered, never glued to the next;
+//! - message `status` (`in_progress`, `incomplete`) follows `[patterns] incomplete`, as for
+//!   threads; tool outputs, reasoning and MCP bookkeeping items carry nothing to migrate.
 //!
 //! Items carry no `created_at`; messages take the item's when a server sends one, else the
 //! conversation's, never going back in time (so item order is message order).
