@@ -159,6 +159,16 @@ pub struct SkillsConfig {
     /// Read run steps to learn which functions a run called.
     #[serde(default = "default_true")]
     pub from_run_steps: bool,
+    /// Conversations: `custom_tool_call` items tag the answer with the tool's name.
+    #[serde(default = "default_true")]
+    pub custom_tools: bool,
+    /// Conversations: `mcp_call` items tag the answer with `<server_label>.<name>`.
+    #[serde(default = "default_true")]
+    pub mcp_tools: bool,
+    /// Conversations: built-in tool calls (`web_search_call`, `file_search_call`,
+    /// `code_interpreter_call`, ...) tag the answer with the tool's type (`web_search`, ...).
+    #[serde(default = "default_true")]
+    pub builtin_tools: bool,
 }
 
 fn default_source_kind() -> String { "openai".into() }

@@ -6,6 +6,10 @@
 use crate::model::{Annotation, Message, Role};
 use std::collections::HashMap;
 
+/// The content-part kind of text that is kept exactly as written: no citation markers are
+/// looked for in it (the Conversations source, whose annotations are resolved by offset).
+pub const VERBATIM_TEXT: &str = "output_text";
+
 /// The text of one message: its `text` parts, cleaned and joined by a blank line.
 ///
 /// Image, refusal and unknown parts are left out. Assistant parts have their citation markers
@@ -14,12 +18,13 @@ use std::collections::HashMap;
 pub fn message_text(msg: &Message, file_names: &HashMap<String, String>) -> String {
     let mut parts: Vec<String> = Vec::new();
     for part in &msg.content {
-        if part.kind != "text" {
+        if part.kind != "text" && part.kind != VERBATIM_TEXT {
             continue;
         }
         let Some(text) = &part.text else { continue };
-        // Only assistants cite files; user text is kept verbatim (a user may well type `【】`).
-        let cleaned = if msg.role == Role::Assistant {
+        // Only assistants cite files; user text is kept verbatim (a user may well type `【】`),
+        // and so is text whose source has no markers (the Responses API's).
+        let cleaned = if msg.role == Role::Assistant && part.kind == "text" {
             clean_citations(&text.value, &text.annotations, file_names)
         } else {
             text.value.clone()

@@ -56,7 +56,7 @@ impl Source {
             SourceKind::Conversations => {
                 let path = config.conversations_file.as_deref().ok_or("[source] conversations_file is required")?;
                 let (thread_ids, warnings) = read_id_file(path, "conversations_file", config, conversations::parse_ids)?;
-                Ok(Opened { source: Source::Conversations(conversations::ConversationsSource::new(api)), thread_ids, warnings })
+                Ok(Opened { source: Source::Conversations(conversations::ConversationsSource::new(api, conversations::ToolSkills::from(&config.mapping.skills))), thread_ids, warnings })
             }
             SourceKind::Ndjson => {
                 let (source, thread_ids, warnings) = ndjson::NdjsonSource::open(config)?;
