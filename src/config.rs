@@ -146,6 +146,24 @@ pub struct PatternsConfig {
     pub on_duplicate: crate::plan::OnDuplicate,
 }
 
+impl Config {
+    /// The settings Map reads, from the mapping (`migrate`, `init` and `verify` map alike).
+    pub fn map_settings(&self) -> crate::map::MapSettings {
+        let m = &self.mapping;
+        crate::map::MapSettings {
+            tenant: m.scope.tenant.clone(),
+            project_template: self.project_template.clone(),
+            default_project: m.scope.default_project.clone(),
+            eval_score: m.patterns.eval_score,
+            incomplete: m.patterns.incomplete,
+            incomplete_score: m.patterns.incomplete_score(),
+            task_max_chars: m.patterns.task_max_chars,
+            code_max_chars: m.patterns.code_max_chars,
+            classification: m.patterns.classification.clone(),
+        }
+    }
+}
+
 impl PatternsConfig {
     /// `incomplete_score`, or half of `eval_score`.
     pub fn incomplete_score(&self) -> f64 {

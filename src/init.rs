@@ -5,7 +5,7 @@
 
 use crate::config::{Config, SourceKind, parse_mapping};
 use crate::map::scope::ScopeContext;
-use crate::map::{MapSettings, resolve_scope};
+use crate::map::resolve_scope;
 use crate::model::{Assistant, Role, ThreadBundle};
 use crate::run::{Env, RunError};
 use crate::source::openai::OpenAiSource;
@@ -232,15 +232,7 @@ async fn look(config: &Config, kind: SourceKind, env: &Env) -> Result<Vec<String
     };
     let api = Arc::new(OpenAiSource::new(Arc::new(transport), String::new(), false));
     let m = &config.mapping;
-    let settings = MapSettings {
-        tenant: m.scope.tenant.clone(),
-        project_template: config.project_template.clone(),
-        default_project: m.scope.default_project.clone(),
-        eval_score: m.patterns.eval_score,
-        task_max_chars: m.patterns.task_max_chars,
-        code_max_chars: m.patterns.code_max_chars,
-        classification: m.patterns.classification.clone(),
-    };
+    let settings = config.map_settings();
     let mut lines = Vec::new();
     let (source, thread_ids) = if kind == SourceKind::OpenAi && config.threads_file.as_ref().is_none_or(|p| !p.exists()) {
         (Source::OpenAi(api), Vec::new())
