@@ -26,7 +26,7 @@ use crate::record::Warning;
 use crate::run::{Env, RunError};
 use crate::source::export_dir::{ExportError, FailedThread, MANIFEST_SCHEMA, THREAD_SCHEMA, ThreadFile};
 use crate::source::openai::OpenAiSource;
-use crate::source::transport::{Credentials, Live, Transport, TransportError};
+use crate::source::transport::{Transport, TransportError};
 use crate::source::{Source, SourceError};
 use futures::StreamExt;
 use indexmap::{IndexMap, IndexSet};
@@ -34,7 +34,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// What an export did, for the summary (and `--report`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -191,19 +190,7 @@ fn check_out_dir(out: &Path) -> Result<(), RunError> {
 }
 
 fn live_transport(config: &Config, env: &Env) -> Result<Transport, RunError> {
-    let api_key = env
-        .api_key
-        .clone()
-        .ok_or_else(|| RunError::Config("OPENAI_API_KEY is not set: engram reads the API key from that variable only (never from mapping.toml)".into()))?;
-    let credentials = Credentials { api_key, organization: env.organization.clone(), project: env.project.clone() };
-    let live = Live::new(
-        &config.base_url,
-        &config.embedding_base_url,
-        credentials,
-        Duration::from_secs(config.mapping.source.timeout_secs),
-        crate::run::retry_policy(config, env),
-    )
-    .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))?;
+    let live = crate::run::live_client(config, env, "OPENAI_API_KEY is not set: engram reads the API key from that variable only (never from mapping.toml)")?;
     Ok(Transport::live(live))
 }
 

@@ -9,13 +9,12 @@ use crate::map::resolve_scope;
 use crate::model::{Assistant, Role, ThreadBundle};
 use crate::run::{Env, RunError};
 use crate::source::openai::OpenAiSource;
-use crate::source::transport::{Credentials, Live, Transport};
+use crate::source::transport::Transport;
 use crate::source::{Source, ThreadFetch};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The reference mapping: every key, commented.
 const TEMPLATE: &str = include_str!("../mapping.toml");
@@ -219,10 +218,8 @@ fn text(&self) -> String {
 /// What the source shows: per assistant, its threads, messages and the scope it would get.
 async fn look(config: &Config, kind: SourceKind, env: &Env) -> Result<Vec<String>, String> {
     let transport = match &env.api_key {
-        Some(key) if matches!(kind, SourceKind::OpenAi | SourceKind::Conversations) => {
-            let credentials = Credentials { api_key: key.clone(), organization: env.organization.clone(), project: env.project.clone() };
-            let live = Live::new(&config.base_url, &config.embedding_base_url, credentials, Duration::from_secs(config.mapping.source.timeout_secs), crate::run::retry_policy(config, env))
-                .map_err(|e| e.to_string())?;
+        Some(_) if matches!(kind, SourceKind::OpenAi | SourceKind::Conversations) => {
+            let live = crate::run::live_client(config, env, "OPENAI_API_KEY is not set").map_err(|e| e.to_string())?;
             Transport::live(live)
         }
         None if matches!(kind, SourceKind::OpenAi | SourceKind::Conversations) => {

@@ -137,11 +137,7 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
         }
     }
     if let Some(path) = &args.report {
-        let bytes = match args.report_format {
-            ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| RunError::Failed(e.to_string()))?,
-            ReportFormat::Markdown => report.render_markdown().into_bytes(),
-        };
-        std::fs::write(path, bytes).map_err(|e| RunError::Failed(format!("writing the report {}: {e}", path.display())))?;
+        write_report(path, args.report_format, &report, Report::render_markdown)?;
     }
     Ok(report)
 }
@@ -163,25 +159,45 @@ fn retry_thread_ids(path: &std::path::Path, source: &Source) -> Result<(Vec<Stri
     Ok((ids, warnings))
 }
 
-fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Transport, RunError> {
-    if let Some(dir) = &args.replay {
-        return FixtureStore::load(dir).map(Transport::replay).map_err(RunError::Config);
-    }
-    let api_key = env.api_key.clone().ok_or_else(|| {
-        RunError::Config(
-            "OPENAI_API_KEY is not set: engram reads the API key from that variable only (never from mapping.toml).\n  Set it, or use --replay DIR to run from recorded fixtures without a key."
-                .to_string(),
-        )
-    })?;
+/// The HTTP client for the source and the embeddings endpoint, with the key from the
+/// environment (`migrate`, `export`, `verify` and `init` alike); `no_key` is the error when
+/// OPENAI_API_KEY is not set, saying what that command can do instead.
+pub fn live_client(config: &Config, env: &Env, no_key: &str) -> Result<Live, RunError> {
+    let api_key = env.api_key.clone().ok_or_else(|| RunError::Config(no_key.to_string()))?;
     let credentials = Credentials { api_key, organization: env.organization.clone(), project: env.project.clone() };
-    let live = Live::new(
+    Live::new(
         &config.base_url,
         &config.embedding_base_url,
         credentials,
         Duration::from_secs(config.mapping.source.timeout_secs),
         retry_policy(config, env),
     )
-    .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))?;
+    .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))
+}
+
+/// Writes a `--report FILE` in the chosen format.
+pub fn write_report<R: serde::Serialize>(
+    path: &std::path::Path,
+    format: ReportFormat,
+    report: &R,
+    markdown: impl FnOnce(&R) -> String,
+) -> Result<(), RunError> {
+    let bytes = match format {
+        ReportFormat::Json => serde_json::to_vec_pretty(report).map_err(|e| RunError::Failed(e.to_string()))?,
+        ReportFormat::Markdown => markdown(report).into_bytes(),
+    };
+    std::fs::write(path, bytes).map_err(|e| RunError::Failed(format!("writing the report {}: {e}", path.display())))
+}
+
+fn build_transport(args: &MigrateArgs, config: &Config, env: &Env) -> Result<Transport, RunError> {
+    if let Some(dir) = &args.replay {
+        return FixtureStore::load(dir).map(Transport::replay).map_err(RunError::Config);
+    }
+    let live = live_client(
+        config,
+        env,
+        "OPENAI_API_KEY is not set: engram reads the API key from that variable only (never from mapping.toml).\n  Set it, or use --replay DIR to run from recorded fixtures without a key.",
+    )?;
     match &args.record {
         Some(dir) => Recorder::create(dir).map(|r| Transport::recording(live, r)).map_err(RunError::Config),
         None => Ok(Transport::live(live)),

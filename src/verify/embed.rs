@@ -12,11 +12,10 @@ use crate::config::Config;
 use crate::embed::{EmbedTotals, Embedder, batch_ranges, count_tokens};
 use crate::run::{Env, RunError};
 use crate::source::fixtures::FixtureStore;
-use crate::source::transport::{Credentials, Live, Transport};
+use crate::source::transport::Transport;
 use crate::standin::embeddings::embed_text;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Embeds verify's queries the way the migration embedded its tasks.
 pub enum QueryEmbedder {
@@ -43,21 +42,11 @@ impl QueryEmbedder {
             let r = ReplayEmbeddings { store, synthetic, model: m.model.clone(), dims: m.dimensions.map(u64::from) };
             return Ok((QueryEmbedder::Recording(r), Some(note)));
         }
-        let api_key = env.api_key.clone().ok_or_else(|| {
-            RunError::Config(
-                "OPENAI_API_KEY is not set: engram verify embeds its queries with [embedding] model, as the migration did.\n  Set it, use --dry-run to see what verify would embed, or --replay DIR to answer from a recording."
-                    .to_string(),
-            )
-        })?;
-        let credentials = Credentials { api_key, organization: env.organization.clone(), project: env.project.clone() };
-        let live = Live::new(
-            &config.base_url,
-            &config.embedding_base_url,
-            credentials,
-            Duration::from_secs(config.mapping.source.timeout_secs),
-            crate::run::retry_policy(config, env),
-        )
-        .map_err(|e| RunError::Failed(format!("building the HTTP client: {e}")))?;
+        let live = crate::run::live_client(
+            config,
+            env,
+            "OPENAI_API_KEY is not set: engram verify embeds its queries with [embedding] model, as the migration did.\n  Set it, use --dry-run to see what verify would embed, or --replay DIR to answer from a recording.",
+        )?;
         let embedder = Embedder::new(Arc::new(Transport::live(live)), m.model.clone(), m.dimensions, m.batch_inputs);
         Ok((QueryEmbedder::Api(embedder), None))
     }

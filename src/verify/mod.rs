@@ -323,11 +323,7 @@ pub async fn verify(args: &VerifyArgs, env: &Env) -> Result<VerifyReport, RunErr
         passed,
     };
     if let Some(path) = &args.report {
-        let bytes = match args.report_format {
-            ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| RunError::Failed(e.to_string()))?,
-            ReportFormat::Markdown => report.render_markdown().into_bytes(),
-        };
-        std::fs::write(path, bytes).map_err(|e| RunError::Failed(format!("writing the report {}: {e}", path.display())))?;
+        crate::run::write_report(path, args.report_format, &report, |r| r.render_markdown())?;
     }
     Ok(report)
 }
