@@ -5,6 +5,7 @@
 //! network, so that a bad mapping never gets as far as the first request.
 
 use crate::map::scope::ScopeTemplate;
+pub use crate::sink::postgres::index::IndexStrategy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -76,20 +77,6 @@ pub struct TargetConfig {
     pub engramia_schema: crate::sink::postgres::schema::Choice,
 }
 
-/// `[target] index_strategy`: what a PostgreSQL load does with the HNSW index on
-/// `memory_embeddings` (each insert into an HNSW index walks its graph, so a bulk load is far
-/// cheaper into an unindexed table followed by one index build).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IndexStrategy {
-    /// Rebuild when the run adds many rows relative to what the table holds, else keep.
-    #[default]
-    Auto,
-    /// Always insert into the index as it stands.
-    Keep,
-    /// Always drop the index before the first write and rebuild it at the end.
-    Rebuild,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,6 +18,7 @@
 //! empty. A thread that cannot be read is recorded (its file has `"thread": null`, the manifest
 //! lists it in `threads_failed`) and the export goes on; a rejected key stops it.
 
+use crate::sync::lock;
 use crate::cli::ExportArgs;
 use crate::config::{Config, SourceKind};
 use crate::model::{ToolResources, VectorStoreFile};
@@ -26,7 +27,7 @@ use crate::record::Warning;
 use crate::run::{Env, RunError};
 use crate::source::export_dir::{ExportError, FailedThread, MANIFEST_SCHEMA, THREAD_SCHEMA, ThreadFile};
 use crate::source::openai::OpenAiSource;
-use crate::source::transport::{Transport, TransportError};
+use crate::http::transport::{Transport, TransportError};
 use crate::source::{Source, SourceError};
 use futures::StreamExt;
 use indexmap::{IndexMap, IndexSet};
@@ -155,7 +156,7 @@ pub async fn export(args: &ExportArgs, env: &Env) -> Result<ExportReport, RunErr
     let manifest = json!({
         "export_schema": MANIFEST_SCHEMA,
         "script_version": format!("engram {}", env!("CARGO_PKG_VERSION")),
-        "exported_at": now_iso8601(),
+        "exported_at": crate::clock::now_iso8601(),
         "endpoint": "openai",
         "base_url": config.base_url,
         "assistants_count": ex.report.assistants,
@@ -242,13 +243,13 @@ impl Exporter {
     }
 
     fn write_bytes(&self, rel: &str, bytes: &[u8]) -> Result<(), RunError> {
-        crate::sink::json_dir::write_atomic(&self.out.join(rel), bytes).map_err(|e| RunError::Failed(e.to_string()))
+        crate::fs_atomic::write_atomic(&self.out.join(rel), bytes).map_err(RunError::Failed)
     }
 
     /// One thread with everything it refers to, as a thread file; never fails for the thread's
     /// own sake (that is recorded in the file), only for what stops the export.
     async fn thread(&self, id: &str) -> Result<(ThreadFile, Vec<Warning>), RunError> {
-        let mut file = ThreadFile { export_schema: THREAD_SCHEMA.into(), thread_id: id.into(), exported_at: Some(now_iso8601()), ..Default::default() };
+        let mut file = ThreadFile { export_schema: THREAD_SCHEMA.into(), thread_id: id.into(), exported_at: Some(crate::clock::now_iso8601()), ..Default::default() };
         let mut warnings = Vec::new();
         match self.api.get_json::<Value>(&format!("/threads/{id}")).await {
             Ok(t) => file.thread = Some(t),
@@ -358,7 +359,7 @@ impl Exporter {
             self.report.vector_stores += 1;
         }
         for id in used.files {
-            if !is_safe_id(&id) {
+            if !crate::model::is_safe_id(&id) {
                 continue;
             }
             let object = match self.file_object(&id).await? {
@@ -426,36 +427,6 @@ pub fn referenced_files(messages: &[Value], runs: &[Value]) -> Vec<String> {
     ids.into_iter().collect()
 }
 
-/// A file id usable as a file name (`file-abc`, Azure's `assistant-abc`).
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 200 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `2026-09-01T12:00:00+00:00`, as the exporter writes `exported_at`.
-fn now_iso8601() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    iso8601(secs)
-}
-
-fn iso8601(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,13 +445,6 @@ mod tests {
         let runs = vec![json!({"steps": [{"step_details": {"tool_calls": [
             {"type": "code_interpreter", "code_interpreter": {"outputs": [{"type": "image", "image": {"file_id": "file-plot"}}, {"type": "logs"}]}}]}}]})];
         assert_eq!(referenced_files(&messages, &runs), ["file-att", "file-cite", "file-img", "file-path", "file-plot"]);
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00+00:00");
-        assert_eq!(iso8601(1_787_745_600), "2026-08-26T12:00:00+00:00");
-        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00+00:00");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::map::resolve_scope;
 use crate::model::{Assistant, Role, ThreadBundle};
 use crate::run::{Env, RunError};
 use crate::source::openai::OpenAiSource;
-use crate::source::transport::Transport;
+use crate::http::transport::Transport;
 use crate::source::{Source, ThreadFetch};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -291,9 +291,9 @@ async fn look(config: &Config, kind: SourceKind, env: &Env) -> Result<Vec<String
 /// The offline sources read no HTTP; a request would be a bug, answered as an error.
 struct NoNetwork;
 
-impl crate::source::transport::Offline for NoNetwork {
-    fn answer(&self, req: &crate::source::transport::ApiRequest) -> crate::source::transport::ApiResponse {
-        crate::source::transport::ApiResponse {
+impl crate::http::transport::Offline for NoNetwork {
+    fn answer(&self, req: &crate::http::transport::ApiRequest) -> crate::http::transport::ApiResponse {
+        crate::http::transport::ApiResponse {
             status: 599,
             headers: Vec::new(),
             body: bytes::Bytes::from(format!("{{\"error\": {{\"message\": \"engram init reads this source offline, not {}\"}}}}", req.describe())),

@@ -4,22 +4,26 @@
 //! is a module; `run` wires them for `engram migrate`.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod embed;
 pub mod export;
 pub mod extract;
+pub mod fs_atomic;
+pub mod http;
 pub mod init;
 pub mod map;
 pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod record;
+pub mod redact;
 pub mod rejects;
 pub mod report;
 pub mod run;
 pub mod signal;
+pub mod sync;
 pub mod sink;
 pub mod source;
-pub mod standin;
 pub mod verify;
 pub mod version;

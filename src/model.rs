@@ -320,6 +320,12 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// An object id that is safe as a file name and in a path (`file-abc`, Azure's
+/// `assistant-abc`, `vs_abc`): ASCII letters, digits, `-` and `_`, at most 200 characters.
+pub fn is_safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 200 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

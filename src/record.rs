@@ -117,6 +117,51 @@ impl Warning {
     }
 }
 
+/// What a sink holds under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// `record::content_hash` of the stored pattern and its skills.
+    pub hash: String,
+    /// False when the pattern is there but its embedding is not (invisible to recall).
+    pub has_embedding: bool,
+}
+
+/// A pattern already in a scope, as the near-duplicate check and the rerun's replace/retire
+/// step see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPattern {
+    pub key: String,
+    pub task: String,
+    pub success_score: f64,
+    /// For a message pair engram wrote: the thread and messages it came from.
+    pub origin: Option<PairOrigin>,
+}
+
+/// Where an engram-written message pair came from (`design.openai` of the pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairOrigin {
+    pub thread_id: String,
+    pub message_ids: Vec<String>,
+}
+
+impl PairOrigin {
+    /// Reads `design.openai` of a stored pattern; None for anything but an engram message pair.
+    pub fn of_pattern(pattern: &serde_json::Value) -> Option<PairOrigin> {
+        Self::of_openai(pattern.pointer("/design/openai")?)
+    }
+
+    /// Reads a pattern's `design.openai` object.
+    pub fn of_openai(openai: &serde_json::Value) -> Option<PairOrigin> {
+        if openai.get("kind")?.as_str()? != "message_pair" {
+            return None;
+        }
+        let thread_id = openai.get("thread_id")?.as_str()?.to_string();
+        let message_ids: Vec<String> =
+            openai.get("message_ids")?.as_array()?.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        (!message_ids.is_empty()).then_some(PairOrigin { thread_id, message_ids })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

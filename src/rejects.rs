@@ -71,7 +71,7 @@ pub fn persist(rejects: &[Reject], path: &Path) -> Result<Persisted, String> {
         bytes.push(b'\n');
     }
     let target = if path.parent().is_some_and(|p| p.as_os_str().is_empty()) { Path::new(".").join(path) } else { path.to_path_buf() };
-    crate::sink::json_dir::write_atomic(&target, &bytes)
+    crate::fs_atomic::write_atomic(&target, &bytes)
         .map_err(|e| format!("writing the rejects file {}: {e}", path.display()))?;
     Ok(Persisted::Written(path.to_path_buf()))
 }

@@ -42,10 +42,10 @@ pub struct Report {
     pub requests: RequestReport,
     /// What the load does with the target's vector index, and why (PostgreSQL only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<crate::sink::postgres::index::IndexChoice>,
+    pub index: Option<crate::sink::LoadPlan>,
     /// Engramia's schema in the target: the alembic revision found, or created (PostgreSQL only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub engramia_schema: Option<crate::sink::postgres::schema::SchemaReport>,
+    pub engramia_schema: Option<crate::sink::SchemaReport>,
     /// What the sink did at the end (e.g. rebuilt an index, with its time).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target_notes: Vec<String>,

@@ -22,11 +22,11 @@ use crate::sink::json_dir::JsonDirSink;
 use crate::sink::postgres::PgSink;
 use crate::sink::{Embedded, Preflight, RunInfo, RunProgress, Sink, SinkError, Target};
 use crate::source::files::{FileCounts, FileRefs, FileSource};
-use crate::source::fixtures::{FixtureStore, Recorder};
+use crate::http::replay::{FixtureStore, Recorder};
 use crate::source::openai::OpenAiSource;
 use crate::source::{Source, ThreadFetch};
-use crate::source::retry::RetryPolicy;
-use crate::source::transport::{Credentials, Live, SharedTransport, Transport};
+use crate::http::retry::RetryPolicy;
+use crate::http::transport::{Credentials, Live, SharedTransport, Transport};
 use crate::source::SourceError;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -228,17 +228,6 @@ pub(crate) fn retry_policy(config: &Config, env: &Env) -> RetryPolicy {
     }
 }
 
-/// Hides a password in a URL before it is printed.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 struct Pipeline<'a> {
     args: &'a MigrateArgs,
     config: &'a Config,
@@ -262,7 +251,7 @@ struct Pipeline<'a> {
     rejects: Vec<crate::rejects::Reject>,
     interrupt: crate::signal::Interrupt,
     /// The vector-index decision (made before the first write; a dry run makes it at the end).
-    index: Option<crate::sink::postgres::index::IndexChoice>,
+    index: Option<crate::sink::LoadPlan>,
     /// Threads listed and threads dealt with so far, to project the run's size from its start.
     threads_listed: usize,
     threads_seen: usize,
@@ -494,7 +483,7 @@ impl<'a> Pipeline<'a> {
     /// The requests made; for a dry run also those the real run will make, and how long they
     /// take at the rate limit.
     fn request_report(&self) -> crate::report::RequestReport {
-        use crate::source::transport::RequestStats;
+        use crate::http::transport::RequestStats;
         let s = &self.transport.stats;
         let api = RequestStats::get(&s.api);
         let embeddings = if self.args.dry_run { self.totals.requests as u64 } else { RequestStats::get(&s.embeddings) };

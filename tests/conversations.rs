@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use engram::standin::{Account, Options};
+use engram_standin::{Account, Options};
 use serde_json::{Value, json};
 use std::path::Path;
 

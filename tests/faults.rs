@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use engram::standin::{Faults, Options};
+use engram_standin::{Faults, Options};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -422,7 +422,7 @@ fn a_placeholder_that_cannot_resolve_stops_at_start_up() {
     let nameless = account["assistants"][0]["id"].as_str().unwrap().to_string();
     account["assistants"][0]["name"] = Value::Null;
     let server = Server::start(
-        engram::standin::Account::from_json(account).unwrap(),
+        engram_standin::Account::from_json(account).unwrap(),
         Options { api_key: Some(TEST_KEY.into()), ..Options::default() },
     );
     let ws = Workspace::new(&server.base_url, "", DEMO_REST);

@@ -422,8 +422,8 @@ fn a_hostile_account_is_migrated_inside_the_target() {
         ]
     });
     let server = Server::start(
-        engram::standin::Account::from_json(account).expect("the hostile account loads"),
-        engram::standin::Options { api_key: Some(TEST_KEY.into()), ..Default::default() },
+        engram_standin::Account::from_json(account).expect("the hostile account loads"),
+        engram_standin::Options { api_key: Some(TEST_KEY.into()), ..Default::default() },
     );
     let ws = Workspace::new(&server.base_url, "", "[scope]\ntenant = \"../..\"\nproject = \"{assistant.name}\"\n");
     std::fs::write(ws.path("thread_ids.txt"), "thread_hostile1\n../../etc/passwd\n").unwrap();

@@ -13,7 +13,7 @@ mod generate;
 
 use base64::Engine as _;
 use common::*;
-use engram::standin::{Account, Options, embed_text};
+use engram_standin::{Account, Options, embed_text};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use engram::standin::Options;
+use engram_standin::Options;
 use serde_json::Value;
 
 /// The demo's weather thread: a user question answered after a get_weather call.

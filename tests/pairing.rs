@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use engram::standin::{Account, Options};
+use engram_standin::{Account, Options};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -372,7 +372,7 @@ fn plant_old_pattern(target: &Path, thread: &str, task: &str, code: &str, ids: &
     std::fs::write(&file, serde_json::to_vec_pretty(&pattern).unwrap()).unwrap();
     let index_path = dir.join("_embeddings.json");
     let mut index: Value = std::fs::read(&index_path).map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or(json!({}));
-    index[&key] = json!(engram::standin::embed_text(task, 1536));
+    index[&key] = json!(engram_standin::embed_text(task, 1536));
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     key
 }

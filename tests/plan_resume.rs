@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use engram::standin::{Account, Faults, Options};
+use engram_standin::{Account, Faults, Options};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -97,7 +97,7 @@ fn target_with_their_pattern(task: &str, score: f64) -> (tempfile::TempDir, Path
     let first = task.split_whitespace().next().unwrap().to_uppercase();
     let theirs = json!({"task": format!("{task} {first}"), "design": {"code": "their answer"}, "success_score": score, "reuse_count": 2, "timestamp": 1.0});
     std::fs::write(scope.join("patterns/theirs_1.json"), serde_json::to_vec_pretty(&theirs).unwrap()).unwrap();
-    let embedding = engram::standin::embed_text(theirs["task"].as_str().unwrap(), 1536);
+    let embedding = engram_standin::embed_text(theirs["task"].as_str().unwrap(), 1536);
     std::fs::write(scope.join("_embeddings.json"), serde_json::to_vec(&json!({"patterns/theirs_1": embedding})).unwrap()).unwrap();
     let target = dir.path().join("data");
     (dir, target)

@@ -504,9 +504,9 @@ fn an_index_left_dropped_is_rebuilt_by_the_next_run() {
 #[test]
 fn several_batches_load_every_row_once() {
     let url = fresh_database("pg_several_batches");
-    let account = engram::standin::Account::from_json(engram::standin::synthetic_account(40, 40, 0, 3)).unwrap();
+    let account = engram_standin::Account::from_json(engram_standin::synthetic_account(40, 40, 0, 3)).unwrap();
     let ids = account.thread_ids();
-    let server = Server::start(account, engram::standin::Options { api_key: Some(TEST_KEY.into()), ..Default::default() });
+    let server = Server::start(account, engram_standin::Options { api_key: Some(TEST_KEY.into()), ..Default::default() });
     let ws = Workspace::new(&server.base_url, "", "[target]\nbatch_size = 300\n[scope]\ntenant = \"bench\"\n");
     std::fs::write(ws.path("thread_ids.txt"), ids.join("\n")).unwrap();
     let report = migrate_ok(&ws, Path::new(&url), &[]);
@@ -528,7 +528,7 @@ fn a_run_killed_after_dropping_the_index_is_repaired_by_the_next() {
     let url = fresh_database("pg_index_killed");
     engramia_schema(&url);
     let before = strings(&url, HNSW_DEFINITION);
-    let slow = Server::with_faults(engram::standin::Faults { delay_ms: 60, ..Default::default() });
+    let slow = Server::with_faults(engram_standin::Faults { delay_ms: 60, ..Default::default() });
     let ws = Workspace::new(
         &slow.base_url,
         "concurrency = 1",

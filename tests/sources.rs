@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use engram::standin::{Account, Options};
+use engram_standin::{Account, Options};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -346,7 +346,7 @@ fn conversations_into_postgres_are_recalled_by_engramia() {
 /// lists exactly the thread files written, so that the directory migrates what it holds.
 #[test]
 fn engram_export_stops_on_the_first_ctrl_c_with_a_manifest_of_what_it_wrote() {
-    let slow = Server::with_faults(engram::standin::Faults { delay_ms: 150, ..Default::default() });
+    let slow = Server::with_faults(engram_standin::Faults { delay_ms: 150, ..Default::default() });
     let ws = Workspace::new(&slow.base_url, "concurrency = 1", "[scope]\ntenant = \"acme\"\n");
     let out_dir = ws.path("export");
     let child = engram()

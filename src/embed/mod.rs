@@ -5,7 +5,10 @@
 //! tokens per request, 8,192 tokens per input (longer inputs are cut to that many tokens), and
 //! never an empty string. Tokens are counted with cl100k_base, the embedding models' tokenizer.
 
-use crate::source::transport::{ApiRequest, SharedTransport, TransportError};
+pub mod synthetic;
+
+use crate::http::decode_base64_f32;
+use crate::http::transport::{ApiRequest, SharedTransport, TransportError};
 use serde_json::json;
 
 pub const MAX_INPUTS_PER_REQUEST: usize = 2048;
@@ -177,16 +180,6 @@ struct Item<'a> {
 enum Encoded<'a> {
     Floats(Vec<f32>),
     Base64(#[serde(borrow)] std::borrow::Cow<'a, str>),
-}
-
-/// Little-endian f32s, base64-encoded (`encoding_format: "base64"`).
-pub(crate) fn decode_base64_f32(s: &str) -> Option<Vec<f32>> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub mod dedup;
 pub mod supersede;
 
 use crate::record::{Record, Scope};
-use crate::sink::{Existing, StoredPattern};
+use crate::record::{Existing, StoredPattern};
 use dedup::NearDupIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -17,7 +17,7 @@
 //! not read) is left alone: engram removes only what it can explain.
 
 use crate::record::{Record, RecordKind, Scope};
-use crate::sink::StoredPattern;
+use crate::record::StoredPattern;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -158,7 +158,7 @@ impl StoredPairs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::PairOrigin;
+    use crate::record::PairOrigin;
     use serde_json::json;
 
     fn scope() -> Scope {

@@ -27,7 +27,6 @@ use serde_json::Value;
 use embeddings_file::Log;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Engramia's `_sanitize_segment`: keep characters Python's `str.isalnum()` accepts (Unicode
@@ -372,7 +371,7 @@ impl Sink for JsonDirSink {
             let meta = serde_json::json!({
                 "provider": "OpenAIEmbeddings",
                 "model": self.model,
-                "created_at": now_iso8601(),
+                "created_at": crate::clock::now_iso8601(),
             });
             write_atomic(&meta_path, &to_json(&meta)?)?;
         }
@@ -436,39 +435,11 @@ fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(path: &Path) -
     Ok(read_json_opt(path)?.unwrap_or_default())
 }
 
-/// Replaces `path` atomically: a reader (or a crash) sees the old file or the new one.
+/// Replaces `path` atomically (see `fs_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
-    let io = |e: std::io::Error| SinkError::Io(format!("writing {}: {e}", path.display()));
-    let dir = path.parent().ok_or_else(|| SinkError::Io(format!("{} has no parent directory", path.display())))?;
-    std::fs::create_dir_all(dir).map_err(io)?;
-    // The temporary name must not end in .json: Engramia lists every *.json as a key.
-    let mut tmp = tempfile::Builder::new().prefix(".engram-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::fs_atomic::write_atomic(path, bytes).map_err(SinkError::Io)
 }
 
-fn now_iso8601() -> String {
-    httpdate_to_iso(std::time::SystemTime::now())
-}
-
-/// `2026-11-25T12:00:00Z` from a system time, without a date crate.
-fn httpdate_to_iso(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
 
 #[cfg(test)]
 mod tests {
@@ -503,8 +474,7 @@ mod tests {
 
     #[test]
     fn iso_dates() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_521_115);
-        assert_eq!(httpdate_to_iso(t), "2026-11-24T11:51:55Z");
+        assert_eq!(crate::clock::iso8601(1_795_521_115), "2026-11-24T11:51:55Z");
     }
 
     #[tokio::test]

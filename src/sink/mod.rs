@@ -5,6 +5,7 @@
 pub mod json_dir;
 pub mod postgres;
 
+pub use crate::record::{Existing, PairOrigin, StoredPattern};
 use crate::record::{Record, Scope};
 use std::collections::HashMap;
 
@@ -27,49 +28,28 @@ impl Target {
     }
 }
 
-/// What a sink holds under a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Existing {
-    /// `record::content_hash` of the stored pattern and its skills.
-    pub hash: String,
-    /// False when the pattern is there but its embedding is not (invisible to recall).
-    pub has_embedding: bool,
+/// What a load does to the target's search index, and why (for the plan and the report).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadPlan {
+    /// "keep" or "rebuild".
+    pub action: &'static str,
+    pub reason: String,
 }
 
-/// A pattern already in a scope, as the near-duplicate check and the rerun's replace/retire
-/// step see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredPattern {
-    pub key: String,
-    pub task: String,
-    pub success_score: f64,
-    /// For a message pair engram wrote: the thread and messages it came from.
-    pub origin: Option<PairOrigin>,
-}
-
-/// Where an engram-written message pair came from (`design.openai` of the pattern).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PairOrigin {
-    pub thread_id: String,
-    pub message_ids: Vec<String>,
-}
-
-impl PairOrigin {
-    /// Reads `design.openai` of a stored pattern; None for anything but an engram message pair.
-    pub fn of_pattern(pattern: &serde_json::Value) -> Option<PairOrigin> {
-        Self::of_openai(pattern.pointer("/design/openai")?)
-    }
-
-    /// Reads a pattern's `design.openai` object.
-    pub fn of_openai(openai: &serde_json::Value) -> Option<PairOrigin> {
-        if openai.get("kind")?.as_str()? != "message_pair" {
-            return None;
-        }
-        let thread_id = openai.get("thread_id")?.as_str()?.to_string();
-        let message_ids: Vec<String> =
-            openai.get("message_ids")?.as_array()?.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
-        (!message_ids.is_empty()).then_some(PairOrigin { thread_id, message_ids })
-    }
+/// The Engramia schema a target holds (or, in a dry run, will be given).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaReport {
+    /// The alembic revision found, or created (or, in a dry run, to be created).
+    pub revision: String,
+    /// "found" (the database had it), "create" (a dry run: the real run creates it),
+    /// "created" (this run created it).
+    pub status: &'static str,
+    /// The Engramia release whose migrations engram ran, when engram creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engramia: Option<String>,
+    /// "key" or "tenant_id, project_id, key"; None when the layout is not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyed_by: Option<&'static str>,
 }
 
 /// An earlier run of engram into this target that did not finish (killed, crashed).
@@ -132,7 +112,7 @@ pub trait Sink {
     /// "JSON directory ./engramia_data", for messages and the report.
     fn describe(&self) -> String;
     /// Engramia's schema in the target (alembic revision found or created), for the report.
-    fn engramia_schema(&self) -> Option<postgres::schema::SchemaReport> {
+    fn engramia_schema(&self) -> Option<SchemaReport> {
         None
     }
     /// Per-item problems the sink met since the last call, for the report.
@@ -178,7 +158,7 @@ pub trait Sink {
     /// Decides how the load of `adding` new embeddings treats the target's vector index (see
     /// `postgres::index`) and, when `apply`, prepares it (a real run, before its first write).
     /// None for targets without such an index.
-    async fn plan_load(&mut self, _adding: u64, _apply: bool) -> Result<Option<postgres::index::IndexChoice>, SinkError> {
+    async fn plan_load(&mut self, _adding: u64, _apply: bool) -> Result<Option<LoadPlan>, SinkError> {
         Ok(None)
     }
     /// Puts back whatever `plan_load` took apart (rebuilds a dropped index), and whatever an

@@ -63,7 +63,7 @@ pub struct PgSink {
     warnings: Vec<Warning>,
     /// Near-duplicates to remove, applied in the transaction of the next write.
     removals: IndexMap<Scope, Vec<String>>,
-    index_strategy: crate::config::IndexStrategy,
+    index_strategy: crate::sink::postgres::index::IndexStrategy,
     /// Preflight passed: `settle` may rebuild what an earlier run left dropped.
     preflight_ok: bool,
     /// `[target] engramia_schema`: what an empty database gets.
@@ -84,7 +84,7 @@ impl PgSink {
     /// naming host, port and database, never the password.
     pub async fn open(url: &str, run_id: String) -> Result<PgSink, SinkError> {
         let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| SinkError::Config(format!("target {}: not a PostgreSQL URL ({e})", crate::run::redact_url(url))))?
+            .map_err(|e| SinkError::Config(format!("target {}: not a PostgreSQL URL ({e})", crate::redact::redact_url(url))))?
             .application_name("engram")
             // Index builds and bulk upserts are slow by nature; sqlx would log each as a
             // warning on stderr. ENGRAM_LOG=debug still shows them.
@@ -119,7 +119,7 @@ impl PgSink {
             warned: HashSet::new(),
             warnings: Vec::new(),
             removals: IndexMap::new(),
-            index_strategy: crate::config::IndexStrategy::Auto,
+            index_strategy: crate::sink::postgres::index::IndexStrategy::Auto,
             preflight_ok: false,
             schema_choice: schema::Choice::Auto,
             created_schema: false,
@@ -127,7 +127,7 @@ impl PgSink {
     }
 
     /// `[target] index_strategy` (default auto).
-    pub fn with_index_strategy(mut self, strategy: crate::config::IndexStrategy) -> Self {
+    pub fn with_index_strategy(mut self, strategy: crate::sink::postgres::index::IndexStrategy) -> Self {
         self.index_strategy = strategy;
         self
     }
@@ -550,7 +550,7 @@ impl Sink for PgSink {
             .map_err(|e| self.io("recording progress in engram_runs", e))
     }
 
-    async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<index::IndexChoice>, SinkError> {
+    async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<crate::sink::LoadPlan>, SinkError> {
         let cat = self.catalog().await?.clone();
         // None: the table does not exist yet (an empty database gets the index with Engramia's schema).
         let (present, held, left_dropped) = if cat.has("memory_embeddings") {

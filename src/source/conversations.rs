@@ -32,7 +32,7 @@
 //! their only reader.
 
 use super::openai::OpenAiSource;
-use super::transport::TransportError;
+use crate::http::transport::TransportError;
 use super::{SourceError, ThreadFetch};
 use crate::model::{
     ContentPart, FileObject, FunctionCall, Message, Metadata, Role, Run, RunStep, StepDetails, TextContent, Thread, ThreadBundle,

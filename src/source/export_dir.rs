@@ -28,8 +28,9 @@
 //! a thread's `errors[]` (a file that was gone, run steps that had aged out) is an
 //! `export_error` warning.
 
+use crate::sync::lock;
 use super::openai::OpenAiSource;
-use super::transport::{ApiRequest, ApiResponse, Method, Offline, Transport};
+use crate::http::transport::{ApiRequest, ApiResponse, Method, Offline, Transport};
 use super::{SourceError, ThreadFetch, is_prefixed_id};
 use crate::config::Config;
 use crate::model::{Assistant, FileObject, Message, Run, RunStep, Thread, ThreadBundle};
@@ -267,7 +268,7 @@ impl ExportDirSource {
 }
 
 fn file_object(dir: &Path, seen: &Mutex<HashMap<String, Value>>, id: &str) -> Option<Value> {
-    if !is_safe_id(id) {
+    if !crate::model::is_safe_id(id) {
         return None;
     }
     if let Ok(bytes) = std::fs::read(dir.join("files").join(format!("{id}.json")))
@@ -276,11 +277,6 @@ fn file_object(dir: &Path, seen: &Mutex<HashMap<String, Value>>, id: &str) -> Op
         return Some(v);
     }
     lock(seen).get(id).cloned()
-}
-
-/// Object ids used in paths (`file-abc`, Azure's `assistant-abc`, `vs_abc`): never a path.
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 200 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The export's files and vector stores, served as the API serves them (see the module
@@ -294,7 +290,7 @@ impl Offline for ExportAnswers {
     fn answer(&self, req: &ApiRequest) -> ApiResponse {
         let path = req.path.split('?').next().unwrap_or_default();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        if req.method != Method::Get || !segments.iter().skip(1).step_by(2).all(|id| is_safe_id(id)) {
+        if req.method != Method::Get || !segments.iter().skip(1).step_by(2).all(|id| crate::model::is_safe_id(id)) {
             return not_found(&format!("{} is not in the export", req.describe()));
         }
         let store = |vs: &str| -> Option<Value> { serde_json::from_slice(&std::fs::read(self.dir.join("vector_stores").join(format!("{vs}.json"))).ok()?).ok() };
@@ -406,10 +402,6 @@ fn unreadable(thread_id: &str, path: &Path, why: &str) -> ThreadFetch {
 
 fn input_error(path: &Path, e: impl std::fmt::Display) -> SourceError {
     SourceError::Decode { request: path.display().to_string(), message: e.to_string() }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

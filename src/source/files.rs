@@ -17,9 +17,10 @@ mod refs;
 
 pub use refs::FileRefs;
 
+use crate::sync::lock;
 use super::SourceError;
 use super::openai::OpenAiSource;
-use super::transport::TransportError;
+use crate::http::transport::TransportError;
 use crate::extract::{self, ExtractError, Extracted, Format, isolate::Isolation};
 use crate::map::chunk::FileDoc;
 use crate::model::{FileObject, VectorStoreFile};
@@ -400,11 +401,6 @@ fn store_warning(vs: &str, message: String) -> Warning {
         vs,
         format!("listing the files of vector store {vs}: {message}; its files were not migrated (expired or deleted?)"),
     )
-}
-
-/// The cache holds plain values; a panic elsewhere cannot leave one half-written.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn merge_scopes<'a>(into: &mut Vec<Scope>, scopes: impl Iterator<Item = &'a Scope>) {

@@ -7,11 +7,8 @@
 pub mod conversations;
 pub mod export_dir;
 pub mod files;
-pub mod fixtures;
 pub mod ndjson;
 pub mod openai;
-pub mod retry;
-pub mod transport;
 
 pub use openai::ThreadFetch;
 
@@ -182,7 +179,7 @@ pub enum SourceError {
     #[error("{request}: the answer is not what the API documents: {message}")]
     Decode { request: String, message: String },
     #[error(transparent)]
-    Transport(#[from] transport::TransportError),
+    Transport(#[from] crate::http::transport::TransportError),
 }
 
 /// Parses a thread-id file: one id per line; blank lines and `#` comments (whole-line or

@@ -3,7 +3,7 @@
 //! `has_more == false`) plus a guard against servers that repeat a cursor forever.
 
 use super::SourceError;
-use super::transport::{ApiRequest, ApiResponse, SharedTransport, TransportError};
+use crate::http::transport::{ApiRequest, ApiResponse, SharedTransport, TransportError};
 use crate::model::{Assistant, FileObject, Message, Run, RunStep, Thread, ThreadBundle};
 use crate::record::Warning;
 use serde::de::DeserializeOwned;

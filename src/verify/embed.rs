@@ -11,9 +11,9 @@
 use crate::config::Config;
 use crate::embed::{EmbedTotals, Embedder, batch_ranges, count_tokens};
 use crate::run::{Env, RunError};
-use crate::source::fixtures::FixtureStore;
-use crate::source::transport::Transport;
-use crate::standin::embeddings::embed_text;
+use crate::http::replay::FixtureStore;
+use crate::http::transport::Transport;
+use crate::embed::synthetic::embed_text;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -39,7 +39,7 @@ fn failed(what: &str, e: sqlx::Error) -> RunError {
 impl PgStore {
     pub async fn open(url: &str) -> Result<PgStore, RunError> {
         let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-            .map_err(|e| RunError::Config(format!("target {}: not a PostgreSQL URL ({e})", crate::run::redact_url(url))))?
+            .map_err(|e| RunError::Config(format!("target {}: not a PostgreSQL URL ({e})", crate::redact::redact_url(url))))?
             .application_name("engram verify")
             .log_statements(log::LevelFilter::Trace);
         let place = format!("{}:{}/{}", opts.get_host(), opts.get_port(), opts.get_database().unwrap_or(opts.get_username()));

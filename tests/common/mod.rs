@@ -6,7 +6,7 @@
 //! run them through `scripts/test`, which installs and starts both.
 #![allow(dead_code)]
 
-use engram::standin::{Account, Faults, Options, Standin, Stats};
+use engram_standin::{Account, Faults, Options, Standin, Stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,7 +32,7 @@ impl Server {
     pub fn start(account: Account, options: Options) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let standin = runtime
-            .block_on(engram::standin::serve(account, options, "127.0.0.1:0".parse().unwrap()))
+            .block_on(engram_standin::serve(account, options, "127.0.0.1:0".parse().unwrap()))
             .expect("stand-in starts");
         let base_url = standin.base_url.clone();
         Server { standin: Some(standin), base_url, runtime }

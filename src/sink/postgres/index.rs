@@ -8,7 +8,7 @@
 //! `engram_dropped_indexes` in the same transaction, and the rebuild deletes that row in its
 //! own: whatever kills a run, the next one finds the note and rebuilds the index first.
 
-use crate::config::IndexStrategy;
+use crate::sink::LoadPlan as IndexChoice;
 use sqlx::{PgConnection, Row};
 use std::time::{Duration, Instant};
 
@@ -31,12 +31,19 @@ pub struct HnswIndex {
     pub definition: String,
 }
 
-/// What a load does with the index, and why (for the plan and the report).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct IndexChoice {
-    /// "keep" or "rebuild".
-    pub action: &'static str,
-    pub reason: String,
+/// `[target] index_strategy`: what a PostgreSQL load does with the HNSW index on
+/// `memory_embeddings` (each insert into an HNSW index walks its graph, so a bulk load is far
+/// cheaper into an unindexed table followed by one index build).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexStrategy {
+    /// Rebuild when the run adds many rows relative to what the table holds, else keep.
+    #[default]
+    Auto,
+    /// Always insert into the index as it stands.
+    Keep,
+    /// Always drop the index before the first write and rebuild it at the end.
+    Rebuild,
 }
 
 /// The decision, from the strategy and the sizes. `droppable` is false when the connected

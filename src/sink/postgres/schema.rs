@@ -4,7 +4,6 @@
 //! `[target] engramia_schema` picks which one an empty database gets.
 
 use super::catalog::{ENGRAMIA_TABLES, KeyLayout};
-use serde::Serialize;
 use std::collections::BTreeSet;
 
 /// A schema engram can create: Engramia's migrations up to `revision`, as one SQL script.
@@ -150,21 +149,7 @@ pub fn all_tables() -> BTreeSet<String> {
     SHIPPED.iter().flat_map(|s| tables_of(s.sql)).collect()
 }
 
-/// What the report says about Engramia's schema in the target.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SchemaReport {
-    /// The alembic revision found, or created (or, in a dry run, to be created).
-    pub revision: String,
-    /// "found" (the database had it), "create" (a dry run: the real run creates it),
-    /// "created" (this run created it).
-    pub status: &'static str,
-    /// The Engramia release whose migrations engram ran, when engram creates it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engramia: Option<String>,
-    /// "key" or "tenant_id, project_id, key"; None when the layout is not known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keyed_by: Option<&'static str>,
-}
+pub use crate::sink::SchemaReport;
 
 impl SchemaReport {
     pub fn summary(&self) -> String {

@@ -4,7 +4,7 @@
 //! Everything above this module (the source, the embedder) speaks `ApiRequest`/`ApiResponse`
 //! and never knows which of the three it is talking to.
 
-use super::fixtures::{FixtureStore, Recorder};
+use super::replay::{FixtureStore, Recorder};
 use super::retry::{RetryPolicy, send_with_retry};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

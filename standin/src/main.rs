@@ -1,4 +1,4 @@
-//! `openai-standin`: serves an account file over the OpenAI wire format (see `engram::standin`)
+//! `openai-standin`: serves an account file over the OpenAI wire format (see the `engram_standin` library)
 //! until it is killed. Prints exactly one line, `listening on http://HOST:PORT/v1`, once bound.
 
 use std::io::Write as _;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use engram::standin::{self, Account, Faults, Options};
+use engram_standin::{self as standin, Account, Faults, Options};
 
 /// A stand-in OpenAI server (Assistants v2 GET routes, files, vector stores, embeddings)
 /// serving a fixed account, for tests, recordings and benchmarks.

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::{KEY, client, get, message, send, start};
-use crate::standin::Options;
+use crate::Options;
 
 #[tokio::test]
 async fn auth_missing_or_wrong_is_401_with_a_masked_key() {

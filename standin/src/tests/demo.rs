@@ -6,10 +6,11 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{get, message, start_with};
-use crate::standin::{Account, Options, Standin};
+use crate::{Account, Options, Standin};
 
 fn demo_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
+    // The demo account lives with engram's fixtures, one level up.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/demo")
 }
 
 /// (id, expected to exist) for each id line; an id right after a comment saying the thread

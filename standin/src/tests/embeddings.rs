@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{KEY, client, message, send, start};
-use crate::standin::{Options, Standin, embed_text};
+use crate::{Options, Standin, embed_text};
 
 async fn embed(s: &Standin, body: Value) -> (StatusCode, Value) {
     let (status, _, body) = send(

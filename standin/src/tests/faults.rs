@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use super::{KEY, client, get, message, start};
-use crate::standin::{Faults, Options};
+use crate::{Faults, Options};
 
 fn with(faults: Faults) -> Options {
     Options {

@@ -143,7 +143,7 @@ pub fn synthetic_account(threads: usize, messages: usize, files: usize, seed: u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::standin::Account;
+    use crate::Account;
 
     #[test]
     fn loads_and_is_deterministic() {

@@ -3,6 +3,7 @@
 //! pause shared by every request in flight so that a 429 slows the whole run down instead of
 //! every task hammering the server at once.
 
+use crate::sync::lock;
 use super::transport::{ApiRequest, ApiResponse, Live, RequestStats, TransportError};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::{Arc, Mutex};
@@ -277,10 +278,6 @@ fn budget_pause(resp: &ApiResponse) -> Option<Duration> {
 
 fn header_u64(resp: &ApiResponse, name: &str) -> Option<u64> {
     resp.header(name).and_then(|v| v.trim().parse().ok())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The spacing that keeps a run at, not over, the server's declared request rate. While the

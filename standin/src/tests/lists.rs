@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{LONG, get, message, start};
-use crate::standin::Options;
+use crate::Options;
 
 fn ids(body: &Value) -> Vec<String> {
     body["data"]
@@ -16,7 +16,7 @@ fn ids(body: &Value) -> Vec<String> {
 }
 
 /// Pages a list forward with `after = <last id of data>` as the SDK does; returns all ids.
-async fn page_all(s: &crate::standin::Standin, path: &str) -> (Vec<String>, usize) {
+async fn page_all(s: &crate::Standin, path: &str) -> (Vec<String>, usize) {
     let (mut all, mut pages, mut after) = (Vec::new(), 0, None::<String>);
     loop {
         let sep = if path.contains('?') { '&' } else { '?' };

@@ -278,7 +278,7 @@ fn parse_response(v: &Value) -> Result<ApiResponse, String> {
 pub fn decode_embedding(v: &Value) -> Option<Vec<f32>> {
     match v {
         Value::Array(a) => a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect(),
-        Value::String(s) => crate::embed::decode_base64_f32(s),
+        Value::String(s) => super::decode_base64_f32(s),
         _ => None,
     }
 }
