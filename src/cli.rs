@@ -26,10 +26,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Check a migrated store: every record present, valid by Engramia's rules and recalled
     /// by its question in its own scope. Read-only. Exit 0 passed, 3 a check failed.
-    Verify(crate::verify::VerifyArgs),
+    Verify(VerifyArgs),
     /// Write a commented mapping.toml for a source, filled from what engram can see there
     /// (never overwrites one), and print the next command.
-    Init(crate::init::InitArgs),
+    Init(InitArgs),
     /// Print a shell completion script: `engram completions bash > /etc/bash_completion.d/engram`.
     Completions(CompletionsArgs),
     /// Internal: prints one PDF's text as a JSON line. `engram migrate` runs it as a child
@@ -110,4 +110,67 @@ pub struct MigrateArgs {
 pub enum ReportFormat {
     Json,
     Markdown,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// openai, ndjson, export-dir or conversations. Default: export-dir for a directory
+    /// --path; for a file, ndjson when it holds JSON lines, conversations for conv_ ids,
+    /// else openai (a thread id list); openai without --path.
+    #[arg(long, value_name = "KIND")]
+    pub source_kind: Option<String>,
+    /// The NDJSON file or export directory (for openai: the thread id file; for
+    /// conversations: the conversation id file).
+    #[arg(long, value_name = "P")]
+    pub path: Option<PathBuf>,
+    /// [target] url: a directory or a postgres:// URL.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub target: Option<String>,
+    /// [source] base_url of an OpenAI-compatible server (default: OPENAI_BASE_URL, else OpenAI).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The file to write; an existing file is never overwritten.
+    #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The mapping file the migration ran with ([embedding] model, [target] url).
+    #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Overrides [target] url: the JSON directory or postgres:// URL to check.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub target: Option<String>,
+    /// Records queried per scope (chosen with --seed).
+    #[arg(long, default_value_t = 300, value_name = "N", conflicts_with = "all")]
+    pub sample: usize,
+    /// Query every record.
+    #[arg(long)]
+    pub all: bool,
+    /// Chooses the sample and each file chunk's sentence; the same seed, the same queries.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A record counts as recalled when it is among the first K results.
+    #[arg(long, short = 'k', default_value_t = 5, value_name = "K")]
+    pub k: usize,
+    /// Exit 3 when recall@K of any scope is below this.
+    #[arg(long, default_value_t = 0.95, value_name = "FRACTION")]
+    pub min_recall: f64,
+    /// Write the report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Format of the --report file: json, or markdown.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json, value_name = "FORMAT")]
+    pub report_format: ReportFormat,
+    /// Embed the queries from a recording (`engram migrate --record DIR`): no network, no key.
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// Check presence and validity, and count the embedding requests recall would make and
+    /// their cost; embed and search nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No summary (errors still print).
+    #[arg(long, short)]
+    pub quiet: bool,
 }

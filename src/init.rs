@@ -3,6 +3,7 @@
 //! (assistants, their threads and messages, the scope each would get) — and prints the next
 //! command. It never overwrites a file and writes nothing else.
 
+pub use crate::cli::InitArgs;
 use crate::config::{Config, SourceKind, parse_mapping};
 use crate::map::scope::ScopeContext;
 use crate::map::resolve_scope;
@@ -13,33 +14,12 @@ use crate::http::transport::Transport;
 use crate::source::{Source, ThreadFetch};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The reference mapping: every key, commented.
 const TEMPLATE: &str = include_str!("../mapping.toml");
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct InitArgs {
-    /// openai, ndjson, export-dir or conversations. Default: export-dir for a directory
-    /// --path; for a file, ndjson when it holds JSON lines, conversations for conv_ ids,
-    /// else openai (a thread id list); openai without --path.
-    #[arg(long, value_name = "KIND")]
-    pub source_kind: Option<String>,
-    /// The NDJSON file or export directory (for openai: the thread id file; for
-    /// conversations: the conversation id file).
-    #[arg(long, value_name = "P")]
-    pub path: Option<PathBuf>,
-    /// [target] url: a directory or a postgres:// URL.
-    #[arg(long, value_name = "DIR_OR_URL")]
-    pub target: Option<String>,
-    /// [source] base_url of an OpenAI-compatible server (default: OPENAI_BASE_URL, else OpenAI).
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
-    /// The file to write; an existing file is never overwritten.
-    #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
-    pub out: PathBuf,
-}
 
 /// One assistant as the source shows it.
 #[derive(Default)]

@@ -320,6 +320,10 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// The content-part kind of text that is kept exactly as written: no citation markers are
+/// looked for in it (the Conversations source, whose annotations are resolved by offset).
+pub const VERBATIM_TEXT: &str = "output_text";
+
 /// An object id that is safe as a file name and in a path (`file-abc`, Azure's
 /// `assistant-abc`, `vs_abc`): ASCII letters, digits, `-` and `_`, at most 200 characters.
 pub fn is_safe_id(id: &str) -> bool {

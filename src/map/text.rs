@@ -6,9 +6,7 @@
 use crate::model::{Annotation, Message, Role};
 use std::collections::HashMap;
 
-/// The content-part kind of text that is kept exactly as written: no citation markers are
-/// looked for in it (the Conversations source, whose annotations are resolved by offset).
-pub const VERBATIM_TEXT: &str = "output_text";
+pub use crate::model::VERBATIM_TEXT;
 
 /// The text of one message: its `text` parts, cleaned and joined by a blank line.
 ///

@@ -368,7 +368,7 @@ impl Builder<'_> {
 /// `map::text`, which only cleans `text` parts of Assistants messages).
 fn verbatim(value: String) -> ContentPart {
     ContentPart {
-        kind: crate::map::text::VERBATIM_TEXT.into(),
+        kind: crate::model::VERBATIM_TEXT.into(),
         text: Some(TextContent { value, annotations: Vec::new() }),
         image_file: None,
     }

@@ -17,7 +17,7 @@ pub mod pattern;
 mod postgres;
 pub mod report;
 
-use crate::cli::ReportFormat;
+pub use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::embed::{EmbedTotals, embedding_input, expected_dimensions};
 use crate::record::{RecordKind, Scope};
@@ -28,48 +28,7 @@ use embed::QueryEmbedder;
 use report::{Fault, Miss, Recall, ScopeReport, VerifyReport};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct VerifyArgs {
-    /// The mapping file the migration ran with ([embedding] model, [target] url).
-    #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
-    pub config: PathBuf,
-    /// Overrides [target] url: the JSON directory or postgres:// URL to check.
-    #[arg(long, value_name = "DIR_OR_URL")]
-    pub target: Option<String>,
-    /// Records queried per scope (chosen with --seed).
-    #[arg(long, default_value_t = 300, value_name = "N", conflicts_with = "all")]
-    pub sample: usize,
-    /// Query every record.
-    #[arg(long)]
-    pub all: bool,
-    /// Chooses the sample and each file chunk's sentence; the same seed, the same queries.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// A record counts as recalled when it is among the first K results.
-    #[arg(long, short = 'k', default_value_t = 5, value_name = "K")]
-    pub k: usize,
-    /// Exit 3 when recall@K of any scope is below this.
-    #[arg(long, default_value_t = 0.95, value_name = "FRACTION")]
-    pub min_recall: f64,
-    /// Write the report to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Format of the --report file: json, or markdown.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Json, value_name = "FORMAT")]
-    pub report_format: ReportFormat,
-    /// Embed the queries from a recording (`engram migrate --record DIR`): no network, no key.
-    #[arg(long, value_name = "DIR")]
-    pub replay: Option<PathBuf>,
-    /// Check presence and validity, and count the embedding requests recall would make and
-    /// their cost; embed and search nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// No summary (errors still print).
-    #[arg(long, short)]
-    pub quiet: bool,
-}
 
 /// One record of the ledger as verify found it in its scope.
 pub(crate) struct Found {
