@@ -24,10 +24,11 @@ use crate::config::{Config, SourceKind};
 use crate::model::{ToolResources, VectorStoreFile};
 use crate::progress::Progress;
 use crate::record::Warning;
-use crate::run::{Env, RunError};
+use crate::app::{Env, RunError};
 use crate::source::export_dir::{ExportError, FailedThread, MANIFEST_SCHEMA, THREAD_SCHEMA, ThreadFile};
 use crate::source::openai::OpenAiSource;
-use crate::http::transport::{Transport, TransportError};
+use crate::http::transport::Transport;
+use crate::files::refs::referenced_files;
 use crate::source::{Source, SourceError};
 use futures::StreamExt;
 use indexmap::{IndexMap, IndexSet};
@@ -126,13 +127,7 @@ pub async fn export(args: &ExportArgs, env: &Env) -> Result<ExportReport, RunErr
             .map(|id| async move { ex_ref.thread(&id).await })
             .buffered(config.mapping.source.concurrency);
         // Ctrl-C: stop taking threads; the manifest then lists the threads written so far.
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = env.interrupt.wait() => None,
-                next = threads.next() => next,
-            };
-            let Some(result) = next else { break };
+        while let Some(Some(result)) = env.interrupt.unless_set(threads.next()).await {
             let (file, warnings) = result?;
             used.resources(file.thread.as_ref().and_then(|t| t.get("tool_resources")));
             used.files.extend(file.files.keys().cloned());
@@ -191,7 +186,7 @@ fn check_out_dir(out: &Path) -> Result<(), RunError> {
 }
 
 fn live_transport(config: &Config, env: &Env) -> Result<Transport, RunError> {
-    let live = crate::run::live_client(config, env, "OPENAI_API_KEY is not set: engram reads the API key from that variable only (never from mapping.toml)")?;
+    let live = crate::app::live_client(config, env, "OPENAI_API_KEY is not set: engram reads the API key from that variable only (never from mapping.toml)")?;
     Ok(Transport::live(live))
 }
 
@@ -223,18 +218,6 @@ struct Exporter {
     max_bytes: u64,
 }
 
-/// A per-object failure as an `errors[]` code, or the error itself when it stops the export.
-fn per_object(e: SourceError) -> Result<(&'static str, String), SourceError> {
-    match e {
-        SourceError::Http { status: 404, .. } => Ok(("not_found_or_expired", e.to_string())),
-        SourceError::Http { status: 403, .. } => Ok(("forbidden", e.to_string())),
-        SourceError::Http { .. }
-        | SourceError::Decode { .. }
-        | SourceError::Transport(TransportError::Exhausted { .. } | TransportError::Network { .. }) => Ok(("fetch_failed", e.to_string())),
-        fatal => Err(fatal),
-    }
-}
-
 impl Exporter {
     fn write(&self, rel: &str, v: &impl Serialize) -> Result<(), RunError> {
         let mut bytes = serde_json::to_vec_pretty(v).map_err(|e| RunError::Failed(e.to_string()))?;
@@ -254,7 +237,7 @@ impl Exporter {
         match self.api.get_json::<Value>(&format!("/threads/{id}")).await {
             Ok(t) => file.thread = Some(t),
             Err(e) => {
-                let (code, detail) = per_object(e)?;
+                let (code, detail) = e.per_item().map(|f| (f.code, f.message))?;
                 let code = if code == "not_found_or_expired" { "not_found_or_deleted" } else { code };
                 file.errors.push(ExportError { object: "thread".into(), id: id.into(), error: code.into(), detail: detail.clone() });
                 warnings.push(Warning::new("thread_not_exported", id, format!("{code}: {detail}")));
@@ -270,7 +253,7 @@ impl Exporter {
             Ok(l) => l,
             Err(e) => {
                 // Half a thread would migrate as a different thread: record it as failed.
-                let (code, detail) = per_object(e)?;
+                let (code, detail) = e.per_item().map(|f| (f.code, f.message))?;
                 file.thread = None;
                 file.errors.push(ExportError { object: "thread".into(), id: id.into(), error: code.into(), detail: detail.clone() });
                 warnings.push(Warning::new("thread_not_exported", id, format!("{code}: {detail}")));
@@ -286,7 +269,7 @@ impl Exporter {
                     steps
                 }
                 Err(e) => {
-                    let (code, detail) = per_object(e)?;
+                    let (code, detail) = e.per_item().map(|f| (f.code, f.message))?;
                     file.errors.push(ExportError { object: "run_steps".into(), id: run_id.clone(), error: code.into(), detail });
                     Vec::new()
                 }
@@ -315,7 +298,7 @@ impl Exporter {
         }
         let answer = match self.api.get_json::<Value>(&format!("/files/{id}")).await {
             Ok(f) => Ok(f),
-            Err(e) => Err(per_object(e)?),
+            Err(e) => Err(e.per_item().map(|f| (f.code, f.message))?),
         };
         lock(&self.file_cache).insert(id.to_string(), answer.as_ref().ok().cloned());
         Ok(answer)
@@ -328,14 +311,14 @@ impl Exporter {
             let store = match self.api.get_json::<Value>(&format!("/vector_stores/{vs}")).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let (code, detail) = per_object(e)?;
+                    let (code, detail) = e.per_item().map(|f| (f.code, f.message))?;
                     self.report.warnings.push(Warning::new("vector_store_not_exported", vs.clone(), format!("{code}: {detail}")));
                     continue;
                 }
             };
             let (files, w) = match self.api.list_all::<Value>(&format!("/vector_stores/{vs}/files"), &vs).await {
                 Ok(l) => l,
-                Err(e) => (Vec::new(), vec![Warning::new("vector_store_not_exported", vs.clone(), per_object(e)?.1)]),
+                Err(e) => (Vec::new(), vec![Warning::new("vector_store_not_exported", vs.clone(), e.per_item().map(|f| (f.code, f.message))?.1)]),
             };
             self.report.warnings.extend(w);
             let mut content = serde_json::Map::new();
@@ -350,7 +333,7 @@ impl Exporter {
                         content.insert(vf.id.clone(), page);
                     }
                     Err(e) => {
-                        let (code, detail) = per_object(e)?;
+                        let (code, detail) = e.per_item().map(|f| (f.code, f.message))?;
                         self.report.warnings.push(Warning::new("file_content_not_exported", vf.id.clone(), format!("vector store {vs}: {code}: {detail}")));
                     }
                 }
@@ -384,7 +367,7 @@ impl Exporter {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let (code, detail) = per_object(e)?;
+                    let (code, detail) = e.per_item().map(|f| (f.code, f.message))?;
                     self.report.warnings.push(Warning::new("file_content_not_exported", id.clone(), format!("{code}: {detail}")));
                 }
             }
@@ -393,59 +376,9 @@ impl Exporter {
     }
 }
 
-/// Every file a thread refers to: attachments, `image_file` parts, citation and path
-/// annotations, code-interpreter image outputs in run steps. Sorted.
-pub fn referenced_files(messages: &[Value], runs: &[Value]) -> Vec<String> {
-    let mut ids = std::collections::BTreeSet::new();
-    let mut add = |v: Option<&Value>| {
-        if let Some(id) = v.and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            ids.insert(id.to_string());
-        }
-    };
-    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
-    for m in messages {
-        for a in list(m.get("attachments")) {
-            add(a.get("file_id"));
-        }
-        for part in list(m.get("content")) {
-            add(part.pointer("/image_file/file_id"));
-            for ann in list(part.pointer("/text/annotations")) {
-                add(ann.pointer("/file_citation/file_id"));
-                add(ann.pointer("/file_path/file_id"));
-            }
-        }
-    }
-    for run in runs {
-        for step in list(run.get("steps")) {
-            for call in list(step.pointer("/step_details/tool_calls")) {
-                for output in list(call.pointer("/code_interpreter/outputs")) {
-                    add(output.pointer("/image/file_id"));
-                }
-            }
-        }
-    }
-    ids.into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_file_reference_is_harvested() {
-        let messages = vec![json!({
-            "attachments": [{"file_id": "file-att", "tools": []}],
-            "content": [
-                {"type": "image_file", "image_file": {"file_id": "file-img"}},
-                {"type": "text", "text": {"value": "x", "annotations": [
-                    {"type": "file_citation", "file_citation": {"file_id": "file-cite"}},
-                    {"type": "file_path", "file_path": {"file_id": "file-path"}}]}}
-            ]
-        })];
-        let runs = vec![json!({"steps": [{"step_details": {"tool_calls": [
-            {"type": "code_interpreter", "code_interpreter": {"outputs": [{"type": "image", "image": {"file_id": "file-plot"}}, {"type": "logs"}]}}]}}]})];
-        assert_eq!(referenced_files(&messages, &runs), ["file-att", "file-cite", "file-img", "file-path", "file-plot"]);
-    }
 
     #[test]
     fn only_empty_or_new_out_dirs() {

@@ -8,7 +8,7 @@ use crate::config::{Config, SourceKind, parse_mapping};
 use crate::map::scope::ScopeContext;
 use crate::map::resolve_scope;
 use crate::model::{Assistant, Role, ThreadBundle};
-use crate::run::{Env, RunError};
+use crate::app::{Env, RunError};
 use crate::source::openai::OpenAiSource;
 use crate::http::transport::Transport;
 use crate::source::{Source, ThreadFetch};
@@ -199,7 +199,7 @@ fn text(&self) -> String {
 async fn look(config: &Config, kind: SourceKind, env: &Env) -> Result<Vec<String>, String> {
     let transport = match &env.api_key {
         Some(_) if matches!(kind, SourceKind::OpenAi | SourceKind::Conversations) => {
-            let live = crate::run::live_client(config, env, "OPENAI_API_KEY is not set").map_err(|e| e.to_string())?;
+            let live = crate::app::live_client(config, env, "OPENAI_API_KEY is not set").map_err(|e| e.to_string())?;
             Transport::live(live)
         }
         None if matches!(kind, SourceKind::OpenAi | SourceKind::Conversations) => {

@@ -1,14 +1,16 @@
 //! engram: migrate OpenAI Assistants data into Engramia.
 //!
 //! The pipeline (see DESIGN.md): Source -> Extract -> Map -> Plan -> Embed -> Sink. Each stage
-//! is a module; `run` wires them for `engram migrate`.
+//! is a module; `pipeline` runs them for `engram migrate` (see ARCHITECTURE.md).
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod embed;
 pub mod export;
 pub mod extract;
+pub mod files;
 pub mod fs_atomic;
 pub mod http;
 pub mod init;
@@ -20,7 +22,7 @@ pub mod record;
 pub mod redact;
 pub mod rejects;
 pub mod report;
-pub mod run;
+pub mod pipeline;
 pub mod signal;
 pub mod sync;
 pub mod sink;

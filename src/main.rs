@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use engram::cli::{Cli, Command};
-use engram::run::{Env, RunError, migrate};
+use engram::app::{Env, RunError};
+use engram::pipeline::migrate;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -37,7 +37,7 @@ pub struct Report {
     pub rejects: Vec<crate::rejects::Reject>,
     /// The files stage (None when `[files] enabled = false`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub files: Option<crate::source::files::FileCounts>,
+    pub files: Option<crate::files::FileCounts>,
     /// Requests made (and, for a dry run, the estimate for the real run).
     pub requests: RequestReport,
     /// What the load does with the target's vector index, and why (PostgreSQL only).

@@ -46,6 +46,16 @@ impl Interrupt {
         }
     }
 
+    /// `next`'s output, or None once Ctrl-C has come (checked first, so a loop over a stream
+    /// stops taking items at the first chance): the one Ctrl-C loop of `migrate` and `export`.
+    pub async fn unless_set<F: std::future::Future>(&self, next: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            _ = self.wait() => None,
+            out = next => Some(out),
+        }
+    }
+
     /// Listens for Ctrl-C on the current tokio runtime: the first sets the flag, the second
     /// ends the process with 130. The handler is registered before this returns, so a Ctrl-C
     /// that comes right after start-up is not lost to the default handler.
@@ -95,6 +105,15 @@ fn abort_now() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn unless_set_gives_the_output_until_ctrl_c_then_none() {
+        let i = Interrupt::default();
+        assert_eq!(i.unless_set(async { 7 }).await, Some(7));
+        i.set();
+        // Ready futures lose to a set flag: the loop stops at once.
+        assert_eq!(i.unless_set(async { 7 }).await, None);
+    }
 
     #[tokio::test]
     async fn wait_returns_once_set_and_at_once_when_already_set() {

@@ -93,6 +93,30 @@ pub struct EmbedTotals {
     pub requests: usize,
 }
 
+impl EmbedTotals {
+    pub fn add(&mut self, request: &PlannedRequest) {
+        self.requests += 1;
+        self.inputs += request.inputs.len();
+        self.tokens += request.tokens;
+    }
+}
+
+/// One embeddings request: which of the texts it carries, and their tokens (cl100k_base).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRequest {
+    pub inputs: std::ops::Range<usize>,
+    pub tokens: usize,
+}
+
+/// The requests that embed `texts`, in order, under the API's limits (`batch_ranges`).
+pub fn plan_requests(texts: &[String], max_inputs: usize) -> Vec<PlannedRequest> {
+    let counts: Vec<usize> = texts.iter().map(|t| count_tokens(t)).collect();
+    batch_ranges(&counts, max_inputs)
+        .into_iter()
+        .map(|inputs| PlannedRequest { tokens: counts[inputs.clone()].iter().sum(), inputs })
+        .collect()
+}
+
 pub struct Embedder {
     transport: SharedTransport,
     pub model: String,
@@ -105,19 +129,21 @@ impl Embedder {
         Embedder { transport, model, dimensions, batch_inputs }
     }
 
-    /// Embeds `texts` (already cut with `embedding_input`, none empty) in as few requests as
-    /// the limits allow; returns one vector per text, in order.
+    /// Embeds `texts` (already cut with `embedding_input`, none empty) in the requests
+    /// `plan_requests` names; returns one vector per text, in order.
     pub async fn embed(&self, texts: &[String], totals: &mut EmbedTotals) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let counts: Vec<usize> = texts.iter().map(|t| count_tokens(t)).collect();
         let mut out = Vec::with_capacity(texts.len());
-        for range in batch_ranges(&counts, self.batch_inputs) {
-            let batch = &texts[range.clone()];
-            out.extend(self.request(batch).await?);
-            totals.requests += 1;
-            totals.inputs += batch.len();
-            totals.tokens += counts[range].iter().sum::<usize>();
+        for planned in plan_requests(texts, self.batch_inputs) {
+            out.extend(self.request(&texts[planned.inputs.clone()]).await?);
+            totals.add(&planned);
         }
         Ok(out)
+    }
+
+    /// What `embed` would send for `texts`, added to `totals` without sending it (a dry run,
+    /// `verify --dry-run`): the same function plans both, so the estimate is the real count.
+    pub fn estimate(&self, texts: &[String], totals: &mut EmbedTotals) {
+        plan_requests(texts, self.batch_inputs).iter().for_each(|r| totals.add(r));
     }
 
     async fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -6,7 +6,6 @@
 
 pub mod conversations;
 pub mod export_dir;
-pub mod files;
 pub mod ndjson;
 pub mod openai;
 
@@ -180,6 +179,31 @@ pub enum SourceError {
     Decode { request: String, message: String },
     #[error(transparent)]
     Transport(#[from] crate::http::transport::TransportError),
+}
+
+impl SourceError {
+    /// A failure of one object (a file, a vector store, a thread's lookup) that the run records
+    /// and goes on from, with its `errors[]` code; `Err(self)` for what stops the run (a
+    /// rejected key, a replay that lacks the request, the Assistants shutdown).
+    pub fn per_item(self) -> Result<ItemFailure, SourceError> {
+        use crate::http::transport::TransportError;
+        let code = match &self {
+            SourceError::Http { status: 404, .. } => "not_found_or_expired",
+            SourceError::Http { status: 403, .. } => "forbidden",
+            SourceError::Http { .. }
+            | SourceError::Decode { .. }
+            | SourceError::Transport(TransportError::Exhausted { .. } | TransportError::Network { .. }) => "fetch_failed",
+            _ => return Err(self),
+        };
+        Ok(ItemFailure { code, message: self.to_string() })
+    }
+}
+
+/// One object given up on (see `SourceError::per_item`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFailure {
+    pub code: &'static str,
+    pub message: String,
 }
 
 /// Parses a thread-id file: one id per line; blank lines and `#` comments (whole-line or

@@ -9,8 +9,8 @@
 //! so; otherwise such a query is not checked, and the report counts it.
 
 use crate::config::Config;
-use crate::embed::{EmbedTotals, Embedder, batch_ranges, count_tokens};
-use crate::run::{Env, RunError};
+use crate::embed::{EmbedTotals, Embedder, count_tokens};
+use crate::app::{Env, RunError};
 use crate::http::replay::FixtureStore;
 use crate::http::transport::Transport;
 use crate::embed::synthetic::embed_text;
@@ -42,7 +42,7 @@ impl QueryEmbedder {
             let r = ReplayEmbeddings { store, synthetic, model: m.model.clone(), dims: m.dimensions.map(u64::from) };
             return Ok((QueryEmbedder::Recording(r), Some(note)));
         }
-        let live = crate::run::live_client(
+        let live = crate::app::live_client(
             config,
             env,
             "OPENAI_API_KEY is not set: engram verify embeds its queries with [embedding] model, as the migration did.\n  Set it, use --dry-run to see what verify would embed, or --replay DIR to answer from a recording.",
@@ -73,12 +73,10 @@ impl QueryEmbedder {
     }
 }
 
-/// What a dry run predicts: the requests the real verify makes for these texts.
+/// What a dry run predicts: the requests the real verify makes for these texts (planned by
+/// the same function the embedder sends them with).
 pub fn estimate(texts: &[String], batch_inputs: usize, totals: &mut EmbedTotals) {
-    let counts: Vec<usize> = texts.iter().map(|t| count_tokens(t)).collect();
-    totals.requests += batch_ranges(&counts, batch_inputs).len();
-    totals.inputs += texts.len();
-    totals.tokens += counts.iter().sum::<usize>();
+    crate::embed::plan_requests(texts, batch_inputs).iter().for_each(|r| totals.add(r));
 }
 
 /// True when the recording has embeddings and each is the stand-in's vector for its input.

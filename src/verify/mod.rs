@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::embed::{EmbedTotals, embedding_input, expected_dimensions};
 use crate::record::{RecordKind, Scope};
 use crate::report::EmbeddingReport;
-use crate::run::{Env, RunError};
+use crate::app::{Env, RunError};
 use crate::sink::Target;
 use embed::QueryEmbedder;
 use report::{Fault, Miss, Recall, ScopeReport, VerifyReport};
@@ -282,7 +282,7 @@ pub async fn verify(args: &VerifyArgs, env: &Env) -> Result<VerifyReport, RunErr
         passed,
     };
     if let Some(path) = &args.report {
-        crate::run::write_report(path, args.report_format, &report, |r| r.render_markdown())?;
+        crate::app::write_report(path, args.report_format, &report, |r| r.render_markdown())?;
     }
     Ok(report)
 }

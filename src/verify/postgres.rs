@@ -15,7 +15,7 @@ use super::pattern::invalid_reason;
 use super::report::Fault;
 use super::{Found, Inspected, Ranked};
 use crate::record::{RecordKind, Scope, content_hash};
-use crate::run::RunError;
+use crate::app::RunError;
 use crate::sink::postgres::catalog::{self, KeyLayout, REGISTRY_KEY};
 use crate::sink::postgres::index;
 use serde_json::Value;

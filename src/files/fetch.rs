@@ -1,4 +1,4 @@
-//! Source, files: the documents the account's assistants searched or used, and their text.
+//! Fetching files: the documents the account's assistants searched or used, and their text.
 //!
 //! Content comes from the first of these that has it:
 //! 1. for a file in a vector store, `GET /vector_stores/{vs}/files/{id}/content` (the parsed
@@ -13,14 +13,12 @@
 //! File's `bytes` before downloading and against what arrived). Files are fetched one at a
 //! time per worker and dropped once chunked, so memory holds a handful of files at most.
 
-mod refs;
 
-pub use refs::FileRefs;
+use super::refs::FileRefs;
 
 use crate::sync::lock;
-use super::SourceError;
-use super::openai::OpenAiSource;
-use crate::http::transport::TransportError;
+use crate::source::SourceError;
+use crate::source::openai::OpenAiSource;
 use crate::extract::{self, ExtractError, Extracted, Format, isolate::Isolation};
 use crate::map::chunk::FileDoc;
 use crate::model::{FileObject, VectorStoreFile};
@@ -132,7 +130,7 @@ impl FileSource {
                     files
                 }
                 Err(e) => {
-                    warnings.push(store_warning(vs, per_item(e)?));
+                    warnings.push(store_warning(vs, e.per_item()?.message));
                     continue;
                 }
             };
@@ -156,7 +154,7 @@ impl FileSource {
         while let Some(result) = lookups.next().await {
             if let Err(e) = result {
                 // A per-file failure is reported (once) when the file is fetched.
-                per_item(e)?;
+                e.per_item()?;
             }
         }
         drop(lookups);
@@ -202,7 +200,7 @@ impl FileSource {
                 )));
             }
             Err(e) => {
-                let m = per_item(e)?;
+                let m = e.per_item()?.message;
                 return Ok(Err(Warning::new("file_unavailable", id, format!("file {id}: looking it up failed: {m}"))));
             }
         };
@@ -244,7 +242,7 @@ impl FileSource {
                     Ok(Some(text)) if text.len() as u64 > self.max_bytes => return Ok(Err(self.too_large(id, name, text.len() as u64))),
                     Ok(Some(text)) => return Ok(Ok(Raw::Text(text))),
                     Ok(None) => tried.push(format!("vector store {vs} has no parsed text for it")),
-                    Err(e) => tried.push(format!("vector store {vs}: {}", per_item(e)?)),
+                    Err(e) => tried.push(format!("vector store {vs}: {}", e.per_item()?.message)),
                 }
             } else if store.status != "failed" {
                 // A failed ingestion is the warning's headline (below), not one attempt of many.
@@ -258,7 +256,7 @@ impl FileSource {
             Ok(resp) if resp.body.len() as u64 > self.max_bytes => return Ok(Err(self.too_large(id, name, resp.body.len() as u64))),
             Ok(resp) => return Ok(Ok(Raw::Bytes(resp.body.into()))),
             Err(SourceError::Http { status: 400, message, .. }) => tried.push(format!("its bytes are not downloadable ({message})")),
-            Err(e) => tried.push(format!("downloading it: {}", per_item(e)?)),
+            Err(e) => tried.push(format!("downloading it: {}", e.per_item()?.message)),
         }
         match self.local_copy(id, name, names) {
             Ok(Some(path)) => return Ok(self.read_local(id, name, &path)),
@@ -408,17 +406,6 @@ fn merge_scopes<'a>(into: &mut Vec<Scope>, scopes: impl Iterator<Item = &'a Scop
         if !into.contains(s) {
             into.push(s.clone());
         }
-    }
-}
-
-/// A per-file problem as a message, or the error itself when it should stop the run (the key
-/// was rejected, a replay lacks the request).
-fn per_item(e: SourceError) -> Result<String, SourceError> {
-    match e {
-        SourceError::Http { .. }
-        | SourceError::Decode { .. }
-        | SourceError::Transport(TransportError::Exhausted { .. } | TransportError::Network { .. }) => Ok(e.to_string()),
-        fatal => Err(fatal),
     }
 }
 

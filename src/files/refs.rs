@@ -16,6 +16,7 @@ use crate::map::{MapContext, MapSettings, resolve_scope};
 use crate::model::{Assistant, Message, Role, ThreadBundle, ToolResources};
 use crate::record::{Scope, Warning};
 use indexmap::{IndexMap, IndexSet};
+use serde_json::Value;
 
 /// File and vector-store references with their scopes, in order of first use.
 #[derive(Debug, Default)]
@@ -172,6 +173,40 @@ fn unresolved_warning(owner: &str, what: &str, refs: usize, e: &Unresolved, sett
     )
 }
 
+/// Every file a thread refers to, read from its raw JSON as `engram export` writes it verbatim: attachments, `image_file` parts, citation and path
+/// annotations, code-interpreter image outputs in run steps. Sorted.
+pub fn referenced_files(messages: &[Value], runs: &[Value]) -> Vec<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut add = |v: Option<&Value>| {
+        if let Some(id) = v.and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            ids.insert(id.to_string());
+        }
+    };
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    for m in messages {
+        for a in list(m.get("attachments")) {
+            add(a.get("file_id"));
+        }
+        for part in list(m.get("content")) {
+            add(part.pointer("/image_file/file_id"));
+            for ann in list(part.pointer("/text/annotations")) {
+                add(ann.pointer("/file_citation/file_id"));
+                add(ann.pointer("/file_path/file_id"));
+            }
+        }
+    }
+    for run in runs {
+        for step in list(run.get("steps")) {
+            for call in list(step.pointer("/step_details/tool_calls")) {
+                for output in list(call.pointer("/code_interpreter/outputs")) {
+                    add(output.pointer("/image/file_id"));
+                }
+            }
+        }
+    }
+    ids.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +305,21 @@ mod tests {
         let mut refs = FileRefs::default();
         refs.add_thread(&bundle, &ctx(&[]), &s);
         assert_eq!(scopes(&refs, "file-a"), ["imported"]);
+    }
+
+    #[test]
+    fn every_file_reference_is_harvested() {
+        let messages = vec![json!({
+            "attachments": [{"file_id": "file-att", "tools": []}],
+            "content": [
+                {"type": "image_file", "image_file": {"file_id": "file-img"}},
+                {"type": "text", "text": {"value": "x", "annotations": [
+                    {"type": "file_citation", "file_citation": {"file_id": "file-cite"}},
+                    {"type": "file_path", "file_path": {"file_id": "file-path"}}]}}
+            ]
+        })];
+        let runs = vec![json!({"steps": [{"step_details": {"tool_calls": [
+            {"type": "code_interpreter", "code_interpreter": {"outputs": [{"type": "image", "image": {"file_id": "file-plot"}}, {"type": "logs"}]}}]}}]})];
+        assert_eq!(referenced_files(&messages, &runs), ["file-att", "file-cite", "file-img", "file-path", "file-plot"]);
     }
 }
