@@ -210,21 +210,10 @@ pub fn referenced_files(messages: &[Value], runs: &[Value]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::map::scope::ScopeTemplate;
     use serde_json::json;
 
     fn settings(template: &str) -> MapSettings {
-        MapSettings {
-            tenant: "acme".into(),
-            project_template: ScopeTemplate::parse(template).unwrap(),
-            default_project: None,
-            eval_score: 5.0,
-            incomplete: crate::map::IncompletePolicy::Skip,
-            incomplete_score: 2.0,
-            task_max_chars: 2000,
-            code_max_chars: 8000,
-            classification: "internal".into(),
-        }
+        MapSettings::for_tests(template)
     }
 
     fn assistant(id: &str, name: &str, resources: serde_json::Value) -> Assistant {

@@ -114,24 +114,13 @@ fn chunk_record(doc: &FileDoc, chunk: &str, index: usize, count: usize, scope: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::map::scope::ScopeTemplate;
 
     fn tokens(s: &str) -> usize {
         tiktoken_rs::cl100k_base_singleton().encode_ordinary(s).len()
     }
 
     fn settings() -> MapSettings {
-        MapSettings {
-            tenant: "acme".into(),
-            project_template: ScopeTemplate::parse("{assistant.name}").unwrap(),
-            default_project: None,
-            eval_score: 5.0,
-            incomplete: crate::map::IncompletePolicy::Skip,
-            incomplete_score: 2.0,
-            task_max_chars: 2000,
-            code_max_chars: 8000,
-            classification: "internal".into(),
-        }
+        MapSettings::for_tests("{assistant.name}")
     }
 
     /// ~40 distinct sentences in paragraphs of four.

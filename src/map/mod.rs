@@ -32,6 +32,25 @@ pub struct MapSettings {
     pub classification: String,
 }
 
+#[cfg(test)]
+impl MapSettings {
+    /// The settings unit tests start from: tenant `acme`, the given project template, the
+    /// reference mapping's defaults for the rest.
+    pub(crate) fn for_tests(template: &str) -> MapSettings {
+        MapSettings {
+            tenant: "acme".into(),
+            project_template: scope::ScopeTemplate::parse(template).unwrap(),
+            default_project: None,
+            eval_score: 5.0,
+            incomplete: IncompletePolicy::Skip,
+            incomplete_score: 2.0,
+            task_max_chars: 2000,
+            code_max_chars: 8000,
+            classification: "internal".into(),
+        }
+    }
+}
+
 /// What the source knows besides the thread itself.
 #[derive(Debug, Clone, Default)]
 pub struct MapContext {
@@ -304,17 +323,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn settings(template: &str, default_project: Option<&str>) -> MapSettings {
-        MapSettings {
-            tenant: "acme".into(),
-            project_template: ScopeTemplate::parse(template).unwrap(),
-            default_project: default_project.map(str::to_string),
-            eval_score: 5.0,
-            incomplete: IncompletePolicy::Skip,
-            incomplete_score: 2.0,
-            task_max_chars: 2000,
-            code_max_chars: 8000,
-            classification: "internal".into(),
-        }
+        MapSettings { default_project: default_project.map(str::to_string), ..MapSettings::for_tests(template) }
     }
 
     fn assistant(id: &str, name: Option<&str>) -> (String, Assistant) {

@@ -145,20 +145,14 @@ fn tool_task(f: &FunctionDef, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::map::scope::ScopeTemplate;
     use crate::model::{FunctionCall, Run, RunStep, StepDetails, Tool, ToolCall};
 
     fn settings(template: &str, default_project: Option<&str>) -> MapSettings {
         MapSettings {
-            tenant: "acme".into(),
-            project_template: ScopeTemplate::parse(template).unwrap(),
             default_project: default_project.map(str::to_string),
-            eval_score: 5.0,
-            incomplete: crate::map::IncompletePolicy::Skip,
-            incomplete_score: 2.0,
             task_max_chars: 30,
             code_max_chars: 100,
-            classification: "internal".into(),
+            ..MapSettings::for_tests(template)
         }
     }
 
