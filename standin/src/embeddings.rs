@@ -28,6 +28,8 @@ const BODY_INVALID: &str = "We could not parse the JSON body of your request. (H
 pub(crate) struct Embedded {
     pub body: String,
     pub inputs: u64,
+    /// Input tokens (cl100k_base), what a tokens-per-minute limit counts.
+    pub tokens: u64,
 }
 
 /// Validates a request body and computes the answer. CPU-bound; run it off the async threads.
@@ -120,6 +122,7 @@ pub(crate) fn create(body: &[u8]) -> Result<Embedded, ApiError> {
     Ok(Embedded {
         body: out,
         inputs: texts.len() as u64,
+        tokens: total as u64,
     })
 }
 

@@ -63,6 +63,23 @@ impl ApiError {
     }
 
     /// 429 `requests`/`rate_limit_exceeded`, the body of a per-minute request limit.
+    /// 429 `tokens`/`rate_limit_exceeded`: an embeddings request over the tokens-per-minute limit.
+    pub fn tokens_rate_limited(limit: u64, used: u64, requested: u64, retry_after: f64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "tokens",
+            format!(
+                "Rate limit reached for text-embedding-3-small in organization org-standin on tokens per min \
+                 (TPM): Limit {limit}, Used {used}, Requested {requested}. Please try again in {}. Visit \
+                 https://platform.openai.com/account/rate-limits to learn more.",
+                super::faults::go_duration(std::time::Duration::from_secs_f64(retry_after))
+            ),
+        )
+        .code("rate_limit_exceeded");
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     pub fn rate_limited(limit: u64, retry_after: f64) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,

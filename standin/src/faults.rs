@@ -1,4 +1,4 @@
-//! Injected faults, the requests-per-minute limiter, and the listener that lets a handler drop
+//! Injected faults, the per-minute request and token limiters, the simulated latency, and the listener that lets a handler drop
 //! its connection.
 //!
 //! Dropping works like this: every accepted socket is wrapped in a [`DroppableStream`] whose
@@ -33,6 +33,22 @@ pub(crate) enum Fault {
     ServerError,
 }
 
+/// How long the `n`th request takes before it is answered: `latency_ms` plus a jitter in
+/// `0..=jitter_ms` that depends only on `n` (so a run is reproducible).
+pub(crate) fn latency_for(n: u64, timing: &super::Timing) -> Duration {
+    let jitter = match timing.jitter_ms {
+        0 => 0,
+        j => {
+            // SplitMix64 of the arrival number: evenly spread, no state.
+            let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % (j + 1)
+        }
+    };
+    Duration::from_millis(timing.latency_ms + jitter)
+}
+
 /// The fault due for the `n`th `/v1` request (counting from 1), if any.
 pub(crate) fn fault_for(n: u64, faults: &Faults) -> Option<Fault> {
     let due = |every: Option<u64>| every.is_some_and(|k| k > 0 && n.is_multiple_of(k));
@@ -56,33 +72,49 @@ pub(crate) struct RateState {
     pub reset: Duration,
 }
 
-/// A sliding 60-second window of accepted request times. Rejected requests do not use budget.
+/// A sliding window of accepted requests (or tokens) with their weights: what OpenAI's
+/// per-minute limits count. Rejected requests use no budget.
 pub(crate) struct RateLimiter {
     limit: u64,
-    accepted: Mutex<VecDeque<Instant>>,
+    window: Duration,
+    accepted: Mutex<VecDeque<(Instant, u64)>>,
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// OpenAI's limits are per minute.
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
-    pub fn new(limit: u64) -> Self {
-        RateLimiter {
-            limit,
-            accepted: Mutex::new(VecDeque::new()),
-        }
+    /// A limit over another window than a minute (tests shorten it; headers follow it).
+    pub fn with_window(limit: u64, window: Duration) -> Self {
+        RateLimiter { limit, window: if window.is_zero() { WINDOW } else { window }, accepted: Mutex::new(VecDeque::new()) }
     }
 
     /// Takes one request from the budget, or says how long until one is free again.
     pub fn acquire(&self, now: Instant) -> Result<RateState, (RateState, Duration)> {
+        self.acquire_weight(now, 1)
+    }
+
+    /// Takes `weight` (a request's tokens) from the budget, or says how long until that much is
+    /// free again. A weight above the whole limit is refused outright by OpenAI's rule; here it
+    /// is admitted once the window is empty, so a client that sends one always finishes.
+    pub fn acquire_weight(&self, now: Instant, weight: u64) -> Result<RateState, (RateState, Duration)> {
         let mut times = lock(&self.accepted);
-        expire(&mut times, now);
-        if (times.len() as u64) < self.limit {
-            times.push_back(now);
+        self.expire(&mut times, now);
+        let used: u64 = times.iter().map(|(_, w)| w).sum();
+        if used + weight <= self.limit || times.is_empty() {
+            times.push_back((now, weight));
             Ok(self.state(&times, now))
         } else {
-            let wait = times.front().map_or(Duration::ZERO, |&t| {
-                (t + WINDOW).saturating_duration_since(now)
-            });
+            // The wait until enough of the oldest entries expire.
+            let mut freed = self.limit.saturating_sub(used);
+            let mut wait = Duration::ZERO;
+            for &(t, w) in times.iter() {
+                freed += w;
+                wait = (t + self.window).saturating_duration_since(now);
+                if freed >= weight {
+                    break;
+                }
+            }
             Err((self.state(&times, now), wait))
         }
     }
@@ -90,27 +122,23 @@ impl RateLimiter {
     /// The budget without taking from it (for answers that never reached the limiter).
     pub fn peek(&self, now: Instant) -> RateState {
         let mut times = lock(&self.accepted);
-        expire(&mut times, now);
+        self.expire(&mut times, now);
         self.state(&times, now)
     }
 
-    fn state(&self, times: &VecDeque<Instant>, now: Instant) -> RateState {
+    fn state(&self, times: &VecDeque<(Instant, u64)>, now: Instant) -> RateState {
+        let used: u64 = times.iter().map(|(_, w)| w).sum();
         RateState {
             limit: self.limit,
-            remaining: self.limit.saturating_sub(times.len() as u64),
-            reset: times.back().map_or(Duration::ZERO, |&t| {
-                (t + WINDOW).saturating_duration_since(now)
-            }),
+            remaining: self.limit.saturating_sub(used),
+            reset: times.back().map_or(Duration::ZERO, |&(t, _)| (t + self.window).saturating_duration_since(now)),
         }
     }
-}
 
-fn expire(times: &mut VecDeque<Instant>, now: Instant) {
-    while times
-        .front()
-        .is_some_and(|&t| now.duration_since(t) >= WINDOW)
-    {
-        times.pop_front();
+    fn expire(&self, times: &mut VecDeque<(Instant, u64)>, now: Instant) {
+        while times.front().is_some_and(|&(t, _)| now.duration_since(t) >= self.window) {
+            times.pop_front();
+        }
     }
 }
 
@@ -279,7 +307,7 @@ mod tests {
 
     #[test]
     fn sliding_window_limits_and_restores() {
-        let rl = RateLimiter::new(2);
+        let rl = RateLimiter::with_window(2, WINDOW);
         let t0 = Instant::now();
         assert_eq!(rl.acquire(t0).unwrap().remaining, 1);
         let s = rl.acquire(t0 + Duration::from_secs(10)).unwrap();
@@ -292,5 +320,31 @@ mod tests {
             0
         );
         assert_eq!(rl.peek(t0 + Duration::from_secs(200)).remaining, 2);
+    }
+
+    #[test]
+    fn token_weights_fill_the_window_and_the_wait_frees_enough() {
+        let rl = RateLimiter::with_window(100, Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(rl.acquire_weight(t0, 60).unwrap().remaining, 40);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(rl.acquire_weight(later, 30).unwrap().remaining, 10);
+        // 50 more do not fit; the first entry's expiry (8 s on) frees enough.
+        let (state, wait) = rl.acquire_weight(later, 50).unwrap_err();
+        assert_eq!(state.remaining, 10);
+        assert_eq!(wait, Duration::from_secs(8));
+        assert_eq!(rl.acquire_weight(t0 + Duration::from_secs(10), 50).unwrap().remaining, 20);
+        // A request larger than the whole limit goes through once the window is empty.
+        assert!(rl.acquire_weight(t0 + Duration::from_secs(30), 500).is_ok());
+    }
+
+    #[test]
+    fn latency_is_fixed_plus_a_reproducible_bounded_jitter() {
+        let timing = crate::Timing { latency_ms: 150, jitter_ms: 20, embed_us_per_input: 0 };
+        let all: Vec<Duration> = (1..=200).map(|n| latency_for(n, &timing)).collect();
+        assert!(all.iter().all(|d| (150..=170).contains(&(d.as_millis() as u64))));
+        assert!(all.iter().any(|d| *d != all[0]), "the jitter varies");
+        assert_eq!(latency_for(7, &timing), latency_for(7, &timing));
+        assert_eq!(latency_for(7, &crate::Timing::default()), Duration::ZERO);
     }
 }

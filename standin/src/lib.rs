@@ -69,6 +69,27 @@ pub struct Options {
     /// Requests allowed in any 60-second sliding window; adds the `x-ratelimit-*-requests`
     /// headers and answers 429 when exceeded.
     pub rate_limit_per_minute: Option<u64>,
+    /// Embedding input tokens (cl100k_base) allowed in any 60-second sliding window; adds the
+    /// `x-ratelimit-*-tokens` headers to every answer and answers an embeddings request that
+    /// would pass it with 429 `tokens`.
+    pub tokens_per_minute: Option<u64>,
+    /// The window both limits count over instead of a minute (tests shorten it); the
+    /// `x-ratelimit-reset-*` headers follow it.
+    pub rate_window: Option<Duration>,
+    /// How long answers take, as a real server's do.
+    pub timing: Timing,
+}
+
+/// Simulated server time. The default answers at once.
+#[derive(Clone, Debug, Default)]
+pub struct Timing {
+    /// Every `/v1` request waits this long before it is answered (faulted ones too) ...
+    pub latency_ms: u64,
+    /// ... plus up to this much more, the same for the same arrival number on every run.
+    pub jitter_ms: u64,
+    /// An embeddings request also waits this many microseconds per input (a 2,048-input
+    /// request to the real API takes seconds).
+    pub embed_us_per_input: u64,
 }
 
 /// Counters since the stand-in started. Served (uncounted, without auth) at
@@ -86,6 +107,12 @@ pub struct Stats {
     pub embedding_inputs: u64,
     /// Injected faults (429, 500, dropped connections); rate-limit 429s are not faults.
     pub faults_injected: u64,
+    /// Requests answered 429 because a declared limit (requests or tokens) was exceeded.
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Embedding input tokens served.
+    #[serde(default)]
+    pub embedding_tokens: u64,
 }
 
 /// Shared counters; everything else the server holds is immutable.
@@ -96,6 +123,8 @@ pub(crate) struct Counters {
     embedding_requests: AtomicU64,
     embedding_inputs: AtomicU64,
     faults_injected: AtomicU64,
+    rate_limited: AtomicU64,
+    embedding_tokens: AtomicU64,
     response_ids: AtomicU64,
 }
 
@@ -110,9 +139,14 @@ impl Counters {
         self.faults_injected.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(crate) fn count_embeddings(&self, inputs: u64) {
+    pub(crate) fn count_embeddings(&self, inputs: u64, tokens: u64) {
         self.embedding_requests.fetch_add(1, Ordering::SeqCst);
         self.embedding_inputs.fetch_add(inputs, Ordering::SeqCst);
+        self.embedding_tokens.fetch_add(tokens, Ordering::SeqCst);
+    }
+
+    pub(crate) fn count_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::SeqCst);
     }
 
     /// `req_` + 32 hex digits, sequential so logs of a run read in order.
@@ -130,6 +164,8 @@ impl Counters {
             embedding_requests: self.embedding_requests.load(Ordering::SeqCst),
             embedding_inputs: self.embedding_inputs.load(Ordering::SeqCst),
             faults_injected: self.faults_injected.load(Ordering::SeqCst),
+            rate_limited: self.rate_limited.load(Ordering::SeqCst),
+            embedding_tokens: self.embedding_tokens.load(Ordering::SeqCst),
         }
     }
 }
@@ -146,6 +182,7 @@ pub(crate) struct App {
     pub options: Options,
     pub counters: Counters,
     pub limiter: Option<faults::RateLimiter>,
+    pub token_limiter: Option<faults::RateLimiter>,
 }
 
 /// A running stand-in. Dropping it without [`Standin::shutdown`] aborts the server task.
@@ -172,15 +209,21 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the stand-in's bound address")?;
+    let window = options.rate_window.unwrap_or(faults::WINDOW);
     let limiter = options
         .rate_limit_per_minute
         .filter(|&r| r > 0)
-        .map(faults::RateLimiter::new);
+        .map(|r| faults::RateLimiter::with_window(r, window));
+    let token_limiter = options
+        .tokens_per_minute
+        .filter(|&r| r > 0)
+        .map(|r| faults::RateLimiter::with_window(r, window));
     let app = Arc::new(App {
         account,
         options,
         counters: Counters::default(),
         limiter,
+        token_limiter,
     });
     let router = axum::Router::new()
         .fallback(routes::handle)

@@ -53,6 +53,18 @@ struct Args {
     /// Allow this many /v1 requests per sliding minute, then answer 429.
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     rate_limit_per_minute: Option<u64>,
+    /// Allow this many embedding input tokens per sliding minute, then answer 429.
+    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(1..))]
+    tokens_per_minute: Option<u64>,
+    /// Answer each /v1 request after this many milliseconds (a real server's latency) ...
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// ... plus up to this many more (reproducible per arrival number).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    jitter_ms: u64,
+    /// An embeddings request also takes this many microseconds per input.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    embed_us_per_input: u64,
     /// Allow binding an address other than loopback (the server has no TLS).
     #[arg(long)]
     allow_non_loopback: bool,
@@ -109,6 +121,9 @@ fn try_main(args: Args) -> anyhow::Result<()> {
             drop_every: args.drop_every,
         },
         rate_limit_per_minute: args.rate_limit_per_minute,
+        tokens_per_minute: args.tokens_per_minute,
+        rate_window: None,
+        timing: standin::Timing { latency_ms: args.latency_ms, jitter_ms: args.jitter_ms, embed_us_per_input: args.embed_us_per_input },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

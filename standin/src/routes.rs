@@ -4,12 +4,15 @@
 //! 1. `GET /_standin/stats` answers at once (no auth, not counted); other paths outside `/v1`
 //!    are 404 `Invalid URL` (not counted).
 //! 2. The request is counted (its arrival number drives the faults) under its route template.
-//! 3. `delay_ms`, then an injected fault if one is due (drop / 429 / 500).
+//! 3. `delay_ms` and the simulated latency (`Timing`), then an injected fault if one is due
+//!    (drop / 429 / 500).
 //! 4. Auth (`Authorization: Bearer`), then the requests-per-minute limit.
-//! 5. The route: shutdown and `OpenAI-Beta` checks for Assistants routes, id prefixes, lookups.
+//! 5. The route: shutdown and `OpenAI-Beta` checks for Assistants routes, id prefixes, lookups;
+//!    an embeddings request is also held to the tokens-per-minute limit and waits its
+//!    per-input time.
 //!
 //! Every answer carries `x-request-id`, `openai-processing-ms`, `openai-version`, and the
-//! `x-ratelimit-*-requests` headers when a limit is configured.
+//! `x-ratelimit-*-requests` / `x-ratelimit-*-tokens` headers when those limits are configured.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +39,7 @@ pub(crate) async fn handle(
 ) -> Response {
     let started = Instant::now();
     let (mut response, rate) = respond(&app, &conn, req).await;
+    let tokens = app.token_limiter.as_ref().map(|l| l.peek(Instant::now()));
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -52,6 +56,11 @@ pub(crate) async fn handle(
         set("x-ratelimit-limit-requests", r.limit.to_string());
         set("x-ratelimit-remaining-requests", r.remaining.to_string());
         set("x-ratelimit-reset-requests", faults::go_duration(r.reset));
+    }
+    if let Some(t) = tokens {
+        set("x-ratelimit-limit-tokens", t.limit.to_string());
+        set("x-ratelimit-remaining-tokens", t.remaining.to_string());
+        set("x-ratelimit-reset-tokens", faults::go_duration(t.reset));
     }
     response
 }
@@ -110,8 +119,9 @@ async fn admit(
     headers: &HeaderMap,
 ) -> Result<Option<RateState>, (Response, Option<RateState>)> {
     let options = &app.options;
-    if options.faults.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(options.faults.delay_ms)).await;
+    let wait = Duration::from_millis(options.faults.delay_ms) + faults::latency_for(n, &options.timing);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
     }
     let peek = || app.limiter.as_ref().map(|l| l.peek(Instant::now()));
     if let Some(fault) = faults::fault_for(n, &options.faults) {
@@ -136,6 +146,7 @@ async fn admit(
         None => Ok(None),
         Some(Ok(state)) => Ok(Some(state)),
         Some(Err((state, wait))) => {
+            app.counters.count_rate_limited();
             let e = ApiError::rate_limited(state.limit, wait.as_secs_f64());
             Err((error(&e), Some(state)))
         }
@@ -547,7 +558,15 @@ async fn embed(app: &App, req: Request) -> Result<Response, ApiError> {
     let embedded = tokio::task::spawn_blocking(move || embeddings::create(&body))
         .await
         .map_err(|_| ApiError::server_error())??;
-    app.counters.count_embeddings(embedded.inputs);
+    if let Some(Err((state, wait))) = app.token_limiter.as_ref().map(|l| l.acquire_weight(Instant::now(), embedded.tokens)) {
+        app.counters.count_rate_limited();
+        return Err(ApiError::tokens_rate_limited(state.limit, state.limit - state.remaining, embedded.tokens, wait.as_secs_f64()));
+    }
+    let per_input = app.options.timing.embed_us_per_input;
+    if per_input > 0 {
+        tokio::time::sleep(Duration::from_micros(per_input * embedded.inputs)).await;
+    }
+    app.counters.count_embeddings(embedded.inputs, embedded.tokens);
     Ok(json(StatusCode::OK, embedded.body))
 }
 

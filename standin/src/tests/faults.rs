@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use super::{KEY, client, get, message, start};
-use crate::{Faults, Options};
+use crate::{Faults, Options, Standin};
 
 fn with(faults: Faults) -> Options {
     Options {
@@ -142,4 +142,66 @@ async fn rate_limit_headers_and_429_when_exceeded() {
     assert_eq!(h["x-ratelimit-remaining-requests"], "0");
     // Rate-limit answers are not injected faults.
     assert_eq!(s.stats().faults_injected, 0);
+}
+
+async fn embed(s: &Standin, input: Vec<&str>) -> (StatusCode, reqwest::header::HeaderMap, serde_json::Value) {
+    let resp = client()
+        .post(format!("{}/embeddings", s.base_url))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"model": "text-embedding-3-small", "input": input, "dimensions": 8}))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_tokens_limit_is_declared_on_every_answer_and_enforced_on_embeddings() {
+    let s = start(Options {
+        tokens_per_minute: Some(10),
+        rate_window: Some(Duration::from_secs(2)),
+        ..Options::default()
+    })
+    .await;
+    // "one two three four" is 4 tokens (cl100k_base).
+    let (status, h, body) = embed(&s, vec!["one two three four"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h["x-ratelimit-limit-tokens"], "10");
+    assert_eq!(h["x-ratelimit-remaining-tokens"], "6");
+    let (status, _, _) = embed(&s, vec!["one two three four"]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, h, body) = embed(&s, vec!["one two three four"]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"]["type"], "tokens");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    let retry: f64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry <= 2.0, "the wait follows the shortened window: {retry}");
+    // Other routes carry the tokens headers too, and are not held to the tokens limit.
+    let (status, h, _) = get(&s, "/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["x-ratelimit-remaining-tokens"], "2");
+    assert_eq!(s.stats().rate_limited, 1);
+    assert_eq!(s.stats().embedding_tokens, 8);
+    tokio::time::sleep(Duration::from_secs_f64(retry + 0.05)).await;
+    let (status, _, _) = embed(&s, vec!["one two three four"]).await;
+    assert_eq!(status, StatusCode::OK, "the budget came back after the window");
+}
+
+#[tokio::test]
+async fn latency_applies_to_every_request_and_embeddings_take_longer_per_input() {
+    let s = start(Options {
+        timing: crate::Timing { latency_ms: 100, jitter_ms: 0, embed_us_per_input: 1_000 },
+        ..Options::default()
+    })
+    .await;
+    let t = Instant::now();
+    let (status, _, _) = get(&s, "/files").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    let t = Instant::now();
+    let inputs = vec!["x"; 300];
+    let (status, _, _) = embed(&s, inputs).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.elapsed() >= Duration::from_millis(100 + 300), "{:?}", t.elapsed());
 }
