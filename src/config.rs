@@ -5,6 +5,7 @@
 //! network, so that a bad mapping never gets as far as the first request.
 
 use crate::map::scope::ScopeTemplate;
+pub use crate::http::limiter::Concurrency;
 pub use crate::sink::postgres::index::IndexStrategy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -46,9 +47,10 @@ pub struct SourceConfig {
     pub path: Option<String>,
     /// File of conversation ids (`conv_...`), one per line. Kind "conversations".
     pub conversations_file: Option<PathBuf>,
-    /// Requests in flight at once.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    /// Requests in flight at once: `"auto"` (found while the run goes, see `http::limiter`) or
+    /// a number 1..=64 that pins it.
+    #[serde(default, deserialize_with = "concurrency_setting")]
+    pub concurrency: Concurrency,
     /// Seconds before one HTTP request is abandoned (and retried).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -177,7 +179,22 @@ pub struct SkillsConfig {
 }
 
 fn default_source_kind() -> String { "openai".into() }
-fn default_concurrency() -> usize { 4 }
+/// `concurrency = "auto"` or `concurrency = 8`.
+fn concurrency_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Concurrency, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(i64),
+        Text(String),
+    }
+    match Value::deserialize(d)? {
+        Value::Text(t) if t == "auto" => Ok(Concurrency::Auto),
+        Value::Text(t) => Err(serde::de::Error::custom(format!("expected \"auto\" or a number 1..=64, got {t:?}"))),
+        Value::Number(n) => usize::try_from(n)
+            .map(Concurrency::Fixed)
+            .map_err(|_| serde::de::Error::custom(format!("expected \"auto\" or a number 1..=64, got {n}"))),
+    }
+}
 fn default_timeout() -> u64 { 60 }
 fn default_max_attempts() -> u32 { 6 }
 fn default_target_url() -> String { "./engramia_data".into() }
@@ -302,8 +319,10 @@ impl Config {
                 SourceKind::ALL.map(|k| format!("{:?}", k.as_str())).join(", ")
             )),
         }
-        if mapping.source.concurrency == 0 || mapping.source.concurrency > 64 {
-            problems.push(format!("[source] concurrency must be 1..=64, got {}", mapping.source.concurrency));
+        if let Concurrency::Fixed(n) = mapping.source.concurrency
+            && (n == 0 || n > crate::http::limiter::MAX_CONCURRENCY)
+        {
+            problems.push(format!("[source] concurrency must be \"auto\" or 1..=64, got {n}"));
         }
         if mapping.source.requests_per_minute == Some(0) {
             problems.push("[source] requests_per_minute must be at least 1 (or removed, to follow the server's headers)".to_string());

@@ -125,7 +125,7 @@ pub async fn export(args: &ExportArgs, env: &Env) -> Result<ExportReport, RunErr
         let ex_ref = &ex;
         let mut threads = futures::stream::iter(ids.iter().cloned())
             .map(|id| async move { ex_ref.thread(&id).await })
-            .buffered(config.mapping.source.concurrency);
+            .buffered(config.mapping.source.concurrency.width());
         // Ctrl-C: stop taking threads; the manifest then lists the threads written so far.
         while let Some(Some(result)) = env.interrupt.unless_set(threads.next()).await {
             let (file, warnings) = result?;

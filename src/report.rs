@@ -76,6 +76,9 @@ pub struct RequestReport {
     /// Dry run: minutes those requests take at `rate_limit_per_minute` (None without a rate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_minutes: Option<f64>,
+    /// Where `[source] concurrency` settled and why (live runs; a replay sends nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<crate::http::limiter::Settled>,
 }
 
 impl RequestReport {
@@ -95,6 +98,20 @@ impl RequestReport {
             }
         }
         s
+    }
+
+    /// "auto, settled at 9 (peak 16, 0 back-offs): held at 9: …".
+    pub fn concurrency_summary(&self) -> Option<String> {
+        let c = self.concurrency.as_ref()?;
+        Some(format!(
+            "{}, settled at {} (peak {}, {} back-off{}): {}",
+            c.mode,
+            c.limit,
+            c.peak,
+            c.backoffs,
+            if c.backoffs == 1 { "" } else { "s" },
+            c.reason
+        ))
     }
 }
 
@@ -282,6 +299,9 @@ impl Report {
             out.push_str(&format!("- files: {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
         }
         out.push_str(&format!("- requests: {}\n", self.requests.summary()));
+        if let Some(c) = self.requests.concurrency_summary() {
+            out.push_str(&format!("- in flight: {}\n", md_escape(&c)));
+        }
         if let Some(schema) = &self.engramia_schema {
             out.push_str(&format!("- Engramia schema: {}\n", md_escape(&schema.summary())));
         }
@@ -380,6 +400,9 @@ impl Report {
             out.push_str(&format!("  files    {} referenced, {} extracted, {} skipped\n", f.referenced, f.extracted, f.skipped));
         }
         out.push_str(&format!("  requests {}\n", self.requests.summary()));
+        if let Some(c) = self.requests.concurrency_summary() {
+            out.push_str(&format!("  in flight {c}\n"));
+        }
         if let Some(schema) = &self.engramia_schema {
             out.push_str(&format!("  schema   {}\n", schema.summary()));
         }

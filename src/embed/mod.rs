@@ -14,6 +14,9 @@ use serde_json::json;
 pub const MAX_INPUTS_PER_REQUEST: usize = 2048;
 pub const MAX_TOKENS_PER_REQUEST: usize = 300_000;
 pub const MAX_TOKENS_PER_INPUT: usize = 8192;
+/// Embeddings requests of one batch sent at once, at most (the transport's in-flight limit and
+/// the declared request and token budgets pace them further).
+const REQUESTS_AT_ONCE: usize = 4;
 
 /// Price in USD per million input tokens, from OpenAI's model pages.
 pub fn price_per_million(model: &str) -> Option<f64> {
@@ -131,11 +134,20 @@ impl Embedder {
 
     /// Embeds `texts` (already cut with `embedding_input`, none empty) in the requests
     /// `plan_requests` names; returns one vector per text, in order.
+    /// Several requests go out at once (the transport paces them); the answers keep the order.
     pub async fn embed(&self, texts: &[String], totals: &mut EmbedTotals) -> Result<Vec<Vec<f32>>, EmbedError> {
+        use futures::StreamExt;
+        let planned = plan_requests(texts, self.batch_inputs);
+        let mut answers = futures::stream::iter(planned)
+            .map(|p: PlannedRequest| {
+                let answer = self.request(&texts[p.inputs.clone()], p.tokens as u64);
+                async move { (p, answer.await) }
+            })
+            .buffered(REQUESTS_AT_ONCE);
         let mut out = Vec::with_capacity(texts.len());
-        for planned in plan_requests(texts, self.batch_inputs) {
-            out.extend(self.request(&texts[planned.inputs.clone()]).await?);
-            totals.add(&planned);
+        while let Some((p, vectors)) = answers.next().await {
+            out.extend(vectors?);
+            totals.add(&p);
         }
         Ok(out)
     }
@@ -146,12 +158,12 @@ impl Embedder {
         plan_requests(texts, self.batch_inputs).iter().for_each(|r| totals.add(r));
     }
 
-    async fn request(&self, batch: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    async fn request(&self, batch: &[String], tokens: u64) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut body = json!({"model": self.model, "input": batch, "encoding_format": "base64"});
         if let Some(d) = self.dimensions {
             body["dimensions"] = json!(d);
         }
-        let resp = self.transport.send(&ApiRequest::post_embeddings(body)).await?;
+        let resp = self.transport.send_weighted(&ApiRequest::post_embeddings(body), tokens).await?;
         if resp.status == 401 {
             return Err(EmbedError::Unauthorized(resp.error_message()));
         }

@@ -6,6 +6,7 @@
 //! answers an embeddings request from recorded vectors when a rerun batches its inputs
 //! differently (`replay::FixtureStore::answer`).
 
+pub mod limiter;
 pub mod replay;
 pub mod retry;
 pub mod transport;

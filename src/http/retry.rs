@@ -4,11 +4,11 @@
 //! every task hammering the server at once.
 
 use crate::sync::lock;
+use super::limiter::{Concurrency, Limiter, Outcome};
 use super::transport::{ApiRequest, ApiResponse, Live, RequestStats, TransportError};
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// The longest server-requested wait engram honours; longer ones are capped.
@@ -24,9 +24,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Until when every request waits (set by 429s and exhausted rate budgets).
     pause_until: Arc<Mutex<Option<Instant>>>,
-    /// Requests on the wire at once, over all tasks (`[source] concurrency`).
-    in_flight: Arc<Semaphore>,
-    concurrency: usize,
+    /// Requests on the wire at once, over all tasks (`[source] concurrency`: fixed or auto).
+    in_flight: Arc<Limiter>,
+    /// The declared tokens-per-minute budget, booked by embeddings requests before they start.
+    tokens: Arc<Mutex<TokenBudget>>,
     /// Spacing between request starts, to run near the declared rate limit, not into it.
     pace: Arc<Mutex<Pace>>,
     /// Counters for the report.
@@ -52,8 +53,8 @@ impl RetryPolicy {
             min_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             pause_until: Arc::new(Mutex::new(None)),
-            in_flight: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY)),
-            concurrency: DEFAULT_CONCURRENCY,
+            in_flight: Arc::new(Limiter::new(Concurrency::Auto)),
+            tokens: Arc::default(),
             pace: Arc::default(),
             stats: Arc::default(),
         }
@@ -63,6 +64,7 @@ impl RetryPolicy {
     pub fn with_requests_per_minute(self, per_minute: Option<u32>) -> Self {
         if let Some(n) = per_minute.filter(|n| *n > 0) {
             lock(&self.pace).configured = Duration::from_secs(60) / n;
+            self.in_flight.declare_rate(f64::from(n) / 60.0);
         }
         self
     }
@@ -93,17 +95,40 @@ impl RetryPolicy {
         }
         if let Some(limit) = header_u64(resp, "x-ratelimit-limit-requests") {
             self.stats.declared_limit.store(limit, std::sync::atomic::Ordering::Relaxed);
+            self.in_flight.declare_rate(limit as f64 / 60.0);
         }
-        if let Some(interval) = declared_interval(resp, self.concurrency) {
+        if let Some(interval) = declared_interval(resp, self.in_flight.limit()) {
             lock(&self.pace).declared = interval;
+        }
+        if let (Some(limit), Some(remaining)) = (header_u64(resp, "x-ratelimit-limit-tokens"), header_u64(resp, "x-ratelimit-remaining-tokens")) {
+            self.stats.declared_tokens.store(limit, std::sync::atomic::Ordering::Relaxed);
+            let reset = resp.header("x-ratelimit-reset-tokens").and_then(parse_go_duration);
+            lock(&self.tokens).observe(limit, remaining, reset, Instant::now());
         }
     }
 
-    /// At most `n` requests on the wire at once, whoever sends them.
-    pub fn with_concurrency(mut self, n: usize) -> Self {
-        self.in_flight = Arc::new(Semaphore::new(n.max(1)));
-        self.concurrency = n.max(1);
+    /// How many requests may be on the wire at once, whoever sends them.
+    pub fn with_concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.in_flight = Arc::new(Limiter::new(concurrency));
         self
+    }
+
+    /// Where the in-flight limit settled, and why (for the report).
+    pub fn concurrency_settled(&self) -> super::limiter::Settled {
+        self.in_flight.settled()
+    }
+
+    /// Books `tokens` of the declared tokens-per-minute budget and waits until the budget
+    /// covers them (nothing to wait for while no budget is declared).
+    async fn take_tokens(&self, tokens: u64) {
+        if tokens == 0 {
+            return;
+        }
+        let wait = lock(&self.tokens).book(tokens, Instant::now());
+        if !wait.is_zero() {
+            tracing::debug!(tokens, wait = ?wait, "waiting for the tokens-per-minute budget");
+            tokio::time::sleep(wait.min(MAX_SERVER_DELAY)).await;
+        }
     }
 
     /// The first backoff delay. Tests shorten it (`ENGRAM_RETRY_BASE_MS`); a server's own
@@ -134,7 +159,58 @@ impl RetryPolicy {
     }
 }
 
-const DEFAULT_CONCURRENCY: usize = 4;
+/// The declared tokens-per-minute budget as engram estimates it between answers: it refills at
+/// the rate the headers imply (the spent part, `limit - remaining`, is back within
+/// `x-ratelimit-reset-tokens`; a minute for the whole limit when nothing is spent), and every
+/// answer's `x-ratelimit-remaining-tokens` caps the estimate (the server knows best). Requests
+/// book their tokens before they start, so concurrent ones queue behind each other instead of
+/// all finding the same budget free.
+#[derive(Debug, Default)]
+struct TokenBudget {
+    limit: u64,
+    /// May go negative: booked ahead of the refill.
+    available: f64,
+    /// Tokens per second coming back.
+    refill_per_sec: f64,
+    at: Option<Instant>,
+}
+
+impl TokenBudget {
+    fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.at {
+            self.available = (self.available + now.duration_since(at).as_secs_f64() * self.refill_per_sec).min(self.limit as f64);
+        }
+        self.at = Some(now);
+    }
+
+    fn observe(&mut self, limit: u64, remaining: u64, reset: Option<Duration>, now: Instant) {
+        let first = self.at.is_none() || self.limit != limit;
+        self.refill(now);
+        self.limit = limit;
+        self.refill_per_sec = match reset.filter(|r| !r.is_zero() && remaining < limit) {
+            Some(reset) => (limit - remaining) as f64 / reset.as_secs_f64(),
+            None => limit as f64 / 60.0,
+        }
+        .max(limit as f64 / 600.0);
+        self.available = if first { remaining as f64 } else { self.available.min(remaining as f64) };
+    }
+
+    /// Books `tokens`; returns how long until the budget covers them.
+    fn book(&mut self, tokens: u64, now: Instant) -> Duration {
+        if self.limit == 0 {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        // A request larger than the whole budget waits for a full budget, then goes.
+        let need = tokens.min(self.limit) as f64;
+        let short = need - self.available;
+        self.available -= tokens as f64;
+        if short <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(short / self.refill_per_sec.max(1e-9))
+    }
+}
 
 /// Why one attempt failed.
 #[derive(Debug)]
@@ -145,10 +221,13 @@ enum Attempt {
     Fatal { message: String },
 }
 
+/// Sends `req` with retries; `tokens` is what it takes from a declared tokens-per-minute
+/// budget (an embeddings request's input tokens; 0 for everything else).
 pub(crate) async fn send_with_retry(
     live: &Live,
     req: &ApiRequest,
     policy: &RetryPolicy,
+    tokens: u64,
 ) -> Result<ApiResponse, TransportError> {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(policy.min_delay)
@@ -157,13 +236,21 @@ pub(crate) async fn send_with_retry(
         .with_max_times(policy.max_attempts.saturating_sub(1) as usize);
     let attempts = std::sync::atomic::AtomicU32::new(0);
     let result = (|| async {
-        // A closed semaphore is impossible (it is never closed); treat it as no limit.
-        let _permit = policy.in_flight.acquire().await.ok();
+        policy.wait_for_pause().await;
+        policy.take_tokens(tokens).await;
+        let permit = policy.in_flight.acquire().await;
         policy.wait_for_pause().await;
         policy.take_slot().await;
         attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         policy.stats.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match live.send_once(req).await {
+        let sent = live.send_once(req).await;
+        permit.done(|latency| match &sent {
+            Ok(resp) if resp.status == 429 => Outcome::Throttled,
+            Ok(resp) if resp.status >= 500 => Outcome::Failed,
+            Ok(_) => Outcome::Answered(latency),
+            Err(_) => Outcome::Failed,
+        });
+        match sent {
             Ok(resp) => {
                 policy.observe_budget(&resp);
                 if should_retry(&resp) {
@@ -440,5 +527,27 @@ mod tests {
         let start = Instant::now();
         other.wait_for_pause().await;
         assert!(start.elapsed() >= Duration::from_millis(70), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn token_bookings_queue_behind_each_other_at_the_declared_refill() {
+        let t0 = Instant::now();
+        let mut b = TokenBudget::default();
+        assert_eq!(b.book(1_000_000, t0), Duration::ZERO, "no budget declared: nothing to wait for");
+        // 60,000 tokens a minute (1,000/s), 6,000 spent, back within 6 s.
+        b.observe(60_000, 54_000, Some(Duration::from_secs(6)), t0);
+        assert_eq!(b.book(50_000, t0), Duration::ZERO);
+        // 4,000 left: 10,000 more must wait for 6,000 to come back.
+        assert_eq!(b.book(10_000, t0), Duration::from_secs(6));
+        // And the next booking queues behind that one.
+        assert_eq!(b.book(1_000, t0), Duration::from_secs(7));
+        // The server's word caps the estimate.
+        b.observe(60_000, 0, Some(Duration::from_secs(60)), t0 + Duration::from_secs(1));
+        assert!(b.available <= 0.0);
+        // A request over the whole budget waits for a full budget, not forever.
+        let mut b = TokenBudget::default();
+        b.observe(1_000, 1_000, None, t0);
+        assert_eq!(b.book(5_000, t0), Duration::ZERO);
+        assert_eq!(b.book(1_000, t0), Duration::from_secs(300), "5,000 booked over a 1,000/min budget");
     }
 }

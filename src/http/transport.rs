@@ -241,6 +241,8 @@ pub struct Transport {
 /// Requests a run made, for the report (`requests`) and the benchmark.
 #[derive(Debug, Default)]
 pub struct RequestStats {
+    /// The tokens-per-minute limit the server declared (`x-ratelimit-limit-tokens`), 0 if none.
+    pub declared_tokens: AtomicU64,
     /// Answered requests to `[source] base_url` (pages, object reads, file contents).
     pub api: AtomicU64,
     /// Of those, run-steps pages (`[skills] from_run_steps`).
@@ -287,10 +289,16 @@ impl Transport {
     /// Sends a request. HTTP error statuses come back as responses (the caller decides what a
     /// 404 means); only network failures, exhausted retries and replay misses are errors.
     pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, TransportError> {
+        self.send_weighted(req, 0).await
+    }
+
+    /// `send` for a request that takes `tokens` from a declared tokens-per-minute budget (an
+    /// embeddings request): it waits until the budget covers them.
+    pub async fn send_weighted(&self, req: &ApiRequest, tokens: u64) -> Result<ApiResponse, TransportError> {
         let resp = match &self.kind {
-            TransportKind::Live(live) => send_with_retry(live, req, &live.retry).await?,
+            TransportKind::Live(live) => send_with_retry(live, req, &live.retry, tokens).await?,
             TransportKind::Recording(live, recorder) => {
-                let resp = send_with_retry(live, req, &live.retry).await?;
+                let resp = send_with_retry(live, req, &live.retry, tokens).await?;
                 recorder.record(req, &resp, live.api_key())?;
                 resp
             }
@@ -306,6 +314,14 @@ impl Transport {
             s.run_steps.fetch_add(1, Ordering::Relaxed);
         }
         Ok(resp)
+    }
+
+    /// Where the live in-flight limit settled (None for a replay or offline source).
+    pub fn concurrency(&self) -> Option<super::limiter::Settled> {
+        match &self.kind {
+            TransportKind::Live(live) | TransportKind::Recording(live, _) => Some(live.retry.concurrency_settled()),
+            _ => None,
+        }
     }
 
     pub fn is_replay(&self) -> bool {

@@ -1,14 +1,47 @@
 //! The batch stage: plan → embed → write, `[target] batch_size` records at a time, so that a
 //! batch is one embeddings request (when it fits the request limits) and one transaction; and,
 //! at the end, the stored pairs that new pairing rules supersede are retired.
+//!
+//! Embedding is a stage of its own: a planned batch's embeddings are requested in a task while
+//! the run goes on fetching, mapping and planning the next batches; batches are written in the
+//! order they were planned, each once its vectors are in — so one batch embeds while the one
+//! before it is written. At most `EMBED_AHEAD` batches wait for their vectors, so memory
+//! stays flat; the requests themselves are paced by the transport
+//! (in-flight limit, request and token budgets).
 
-use super::Run;
+use super::{AbortOnDrop, Run};
 use crate::app::RunError;
-use crate::embed::embedding_input;
+use crate::embed::{EmbedError, EmbedTotals, Embedder, embedding_input};
 use crate::plan::plan_batch;
 use crate::record::{Record, Scope};
 use crate::sink::{Embedded, Sink};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Planned batches whose embeddings may be in flight while the run plans the next one.
+const EMBED_AHEAD: usize = 1;
+
+/// A planned batch waiting for its vectors.
+pub(super) struct EmbedJob {
+    task: AbortOnDrop<(Result<Vec<Vec<f32>>, EmbedError>, EmbedTotals)>,
+    records: Vec<Record>,
+    /// Stored keys the batch's records replace, removed when it is written.
+    replaced: HashMap<Scope, Vec<String>>,
+    /// The last thread whose records were all planned when this batch was formed.
+    last_thread: Option<String>,
+}
+
+impl EmbedJob {
+    fn spawn(embedder: Arc<Embedder>, records: Vec<Record>, replaced: HashMap<Scope, Vec<String>>, last_thread: Option<String>) -> EmbedJob {
+        let texts: Vec<String> = records.iter().map(|r| embedding_input(r.task())).collect();
+        let task = AbortOnDrop::spawn(async move {
+            let mut totals = EmbedTotals::default();
+            let vectors = embedder.embed(&texts, &mut totals).await;
+            (vectors, totals)
+        });
+        EmbedJob { task, records, replaced, last_thread }
+    }
+}
 
 impl Run<'_> {
     /// Processes full batches; the rest waits in `pending`.
@@ -51,25 +84,47 @@ impl Run<'_> {
         if to_write.is_empty() {
             return Ok(());
         }
-        let texts: Vec<String> = to_write.iter().map(|r| embedding_input(r.task())).collect();
         if self.s.args.dry_run {
+            let texts: Vec<String> = to_write.iter().map(|r| embedding_input(r.task())).collect();
             self.s.embedder.estimate(&texts, &mut self.c.totals);
             return Ok(());
         }
-        let vectors = self.s.embedder.embed(&texts, &mut self.c.totals).await?;
+        self.embedding.push_back(EmbedJob::spawn(self.s.embedder.clone(), to_write, replaced, self.c.current_thread.clone()));
+        while self.embedding.len() > EMBED_AHEAD {
+            self.write_next(sink).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every planned batch still waiting for its vectors, in order.
+    pub(super) async fn drain_writes<S: Sink>(&mut self, sink: &mut S) -> Result<(), RunError> {
+        while !self.embedding.is_empty() {
+            self.write_next(sink).await?;
+        }
+        Ok(())
+    }
+
+    /// The oldest planned batch: waits for its vectors, then writes it.
+    async fn write_next<S: Sink>(&mut self, sink: &mut S) -> Result<(), RunError> {
+        let Some(job) = self.embedding.pop_front() else { return Ok(()) };
+        let (vectors, totals) = job.task.join().await.map_err(|e| RunError::Failed(format!("the embeddings task stopped: {e}")))?;
+        let vectors = vectors?;
+        self.c.totals.inputs += totals.inputs;
+        self.c.totals.tokens += totals.tokens;
+        self.c.totals.requests += totals.requests;
         let batch: Vec<Embedded> =
-            to_write.into_iter().zip(vectors).map(|(record, embedding)| Embedded { record, embedding }).collect();
+            job.records.into_iter().zip(vectors).map(|(record, embedding)| Embedded { record, embedding }).collect();
         if self.c.index.is_none() {
             self.c.index = sink.plan_load(self.c.projected_writes(), true).await?;
             if let (Some(ix), false) = (&self.c.index, self.s.args.quiet) {
                 eprintln!("engram: {}: HNSW index: {}: {}", sink.describe(), ix.action, ix.reason);
             }
         }
-        for (scope, keys) in &replaced {
+        for (scope, keys) in &job.replaced {
             sink.remove(scope, keys).await?;
         }
         sink.write(&batch).await?;
-        self.c.batch_written(batch.len());
+        self.c.batch_written(batch.len(), job.last_thread);
         sink.mark_progress(&self.c.progress(&self.s.run_id)).await?;
         Ok(())
     }
@@ -88,6 +143,7 @@ impl Run<'_> {
             return Ok(());
         }
         if !self.s.args.dry_run {
+            self.drain_writes(sink).await?;
             let mut by_scope: HashMap<Scope, Vec<String>> = HashMap::new();
             for r in &retired {
                 by_scope.entry(Scope::new(r.tenant.clone(), r.project.clone())).or_default().push(r.key.clone());

@@ -21,8 +21,10 @@ pub(super) struct RunCounters {
     pub threads_seen: usize,
     /// Records planned to be written so far (create + update).
     pub writes_planned: u64,
-    /// The last thread whose records are all pending or written.
+    /// The last thread whose records are all planned (pending, embedding or written).
     pub current_thread: Option<String>,
+    /// The last thread whose records are all written, for the sink's progress mark.
+    pub written_through: Option<String>,
     pub batches_written: u64,
     pub records_written: u64,
     pub wrote_anything: bool,
@@ -41,6 +43,7 @@ impl RunCounters {
             threads_seen: 0,
             writes_planned: 0,
             current_thread: None,
+            written_through: None,
             batches_written: 0,
             records_written: 0,
             wrote_anything: false,
@@ -65,7 +68,9 @@ impl RunCounters {
         self.warnings.push(warning);
     }
 
-    pub fn batch_written(&mut self, records: usize) {
+    /// A batch is written; `through` is the last thread all of whose records it completes.
+    pub fn batch_written(&mut self, records: usize, through: Option<String>) {
+        self.written_through = through;
         self.wrote_anything = true;
         self.batches_written += 1;
         self.records_written += records as u64;
@@ -77,7 +82,7 @@ impl RunCounters {
             run_id: run_id.to_string(),
             batches: self.batches_written,
             records: self.records_written,
-            last_thread: self.current_thread.clone(),
+            last_thread: self.written_through.clone(),
         }
     }
 
@@ -140,9 +145,9 @@ mod tests {
     fn progress_counts_batches_and_records() {
         let mut c = counters();
         assert!(!c.wrote_anything);
-        c.current_thread = Some("thread_9".into());
-        c.batch_written(3);
-        c.batch_written(2);
+        c.current_thread = Some("thread_12".into());
+        c.batch_written(3, Some("thread_8".into()));
+        c.batch_written(2, Some("thread_9".into()));
         let p = c.progress("run-1");
         assert_eq!((p.batches, p.records, p.last_thread.as_deref(), p.run_id.as_str()), (2, 5, Some("thread_9"), "run-1"));
         assert!(c.wrote_anything);

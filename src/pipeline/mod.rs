@@ -88,6 +88,10 @@ fn retry_thread_ids(path: &std::path::Path, source: &Source) -> Result<(Vec<Stri
     Ok((ids, warnings))
 }
 
+/// Files fetched and extracted at once, at most (each may be up to `[files] max_bytes`); the
+/// in-flight limit of `[source] concurrency` still governs the requests.
+const FILES_WIDTH: usize = 16;
+
 /// What a run works with; none of it changes while the run goes.
 struct Stages<'a> {
     args: &'a MigrateArgs,
@@ -97,16 +101,37 @@ struct Stages<'a> {
     source: Arc<Source>,
     files: Arc<FileSource>,
     file_stage: Arc<crate::files::Stage>,
-    embedder: Embedder,
+    embedder: Arc<Embedder>,
     interrupt: Interrupt,
     run_id: String,
     started: std::time::Instant,
 }
 
-/// A run: its stages, and what it has counted so far.
+/// A run: its stages, what it has counted so far, and the planned batches waiting for their
+/// embeddings (see `batch`).
 struct Run<'a> {
     s: Stages<'a>,
     c: RunCounters,
+    embedding: std::collections::VecDeque<batch::EmbedJob>,
+}
+
+/// A spawned task, aborted when dropped (the run stopped early: no request goes on after it).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> AbortOnDrop<T> {
+    fn spawn(task: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+        AbortOnDrop(tokio::spawn(task))
+    }
+
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<'a> Run<'a> {
@@ -117,16 +142,16 @@ impl<'a> Run<'a> {
             args,
             config,
             settings: config.map_settings(),
-            file_stage: Arc::new(crate::files::Stage::new(files.clone(), &m.files, m.source.concurrency, env.pdf_helper.clone())),
+            file_stage: Arc::new(crate::files::Stage::new(files.clone(), &m.files, m.source.concurrency.width().min(FILES_WIDTH), env.pdf_helper.clone())),
             files,
             source: Arc::new(source),
-            embedder: Embedder::new(transport.clone(), m.embedding.model.clone(), m.embedding.dimensions, m.embedding.batch_inputs),
+            embedder: Arc::new(Embedder::new(transport.clone(), m.embedding.model.clone(), m.embedding.dimensions, m.embedding.batch_inputs)),
             transport,
             interrupt: env.interrupt.clone(),
             run_id: crate::sink::postgres::new_run_id(),
             started: std::time::Instant::now(),
         };
-        Run { s, c: RunCounters::new(m.patterns.on_duplicate, args.report_detail) }
+        Run { s, c: RunCounters::new(m.patterns.on_duplicate, args.report_detail), embedding: Default::default() }
     }
 
     /// The run, then `Sink::settle` whatever happened (a dropped index is rebuilt even when
@@ -180,6 +205,7 @@ impl<'a> Run<'a> {
         if !start.pending.is_empty() {
             self.process_batch(sink, std::mem::take(&mut start.pending)).await?;
         }
+        self.drain_writes(sink).await?;
         if !self.s.interrupt.is_set() {
             self.retire_superseded(sink).await?;
         }

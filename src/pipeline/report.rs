@@ -16,11 +16,12 @@ impl Run<'_> {
         interrupted: bool,
     ) -> Report {
         let m = &self.s.config.mapping;
-        let requests = request_report(
+        let mut requests = request_report(
             &self.s.transport.stats,
             self.s.args.dry_run.then_some(self.c.totals.requests as u64),
             m.source.requests_per_minute.map(u64::from),
         );
+        requests.concurrency = self.s.transport.concurrency();
         let source = self.source_label();
         let c = &mut self.c;
         Report {
@@ -87,6 +88,7 @@ fn request_report(stats: &RequestStats, planned_embeddings: Option<u64>, configu
         rate_limit_per_minute: rate,
         estimated_requests: estimated,
         estimated_minutes: estimated.zip(rate).map(|(n, r)| n as f64 / r as f64),
+        concurrency: None,
     }
 }
 

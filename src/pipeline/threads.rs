@@ -2,7 +2,7 @@
 //! before anything is written), then every thread fetched in order in its own task — a bounded
 //! channel between it and the rest of the run — mapped into records that join the batches.
 
-use super::Run;
+use super::{AbortOnDrop, Run};
 use crate::app::RunError;
 use crate::files::FileRefs;
 use crate::map::scope::ScopeContext;
@@ -56,7 +56,7 @@ impl Run<'_> {
         let mut counts = ThreadCounts { listed: thread_ids.len(), ..Default::default() };
         self.c.threads_listed = thread_ids.len();
         let files_enabled = self.s.config.mapping.files.enabled;
-        let (mut rx, _fetcher) = spawn_fetcher(self.s.source.clone(), thread_ids, self.s.config.mapping.source.concurrency);
+        let (mut rx, _fetcher) = spawn_fetcher(self.s.source.clone(), thread_ids, self.s.config.mapping.source.concurrency.width());
         // Ctrl-C stops taking threads (the ones in flight or waiting are dropped, unread); what
         // was read is still planned and written, so the next run starts right after it.
         let interrupt = self.s.interrupt.clone();
@@ -198,15 +198,15 @@ type Fetched = (String, Result<ThreadFetch, SourceError>);
 /// keep arriving while a batch is embedded and written. `buffered` keeps the input order, so
 /// records (and embedding batches) are the same on every run whatever the concurrency. The
 /// channel bounds how many wait (memory stays flat however many threads there are) and holds
-/// about a batch's worth of typical threads, so the fetcher rarely waits for the writer. The
+/// enough that the fetcher rarely waits for the writer. The
 /// task is aborted, requests in flight included, when the returned guard is dropped.
 fn spawn_fetcher(
     source: std::sync::Arc<crate::source::Source>,
     thread_ids: Vec<String>,
     concurrency: usize,
-) -> (tokio::sync::mpsc::Receiver<Fetched>, AbortOnDrop) {
-    let (tx, rx) = tokio::sync::mpsc::channel(concurrency * 12);
-    let task = tokio::spawn(async move {
+) -> (tokio::sync::mpsc::Receiver<Fetched>, AbortOnDrop<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel((concurrency * 2).max(48));
+    let task = AbortOnDrop::spawn(async move {
         let mut fetched = futures::stream::iter(thread_ids.into_iter())
             .map(move |id| {
                 let source = source.clone();
@@ -222,14 +222,5 @@ fn spawn_fetcher(
             }
         }
     });
-    (rx, AbortOnDrop(task))
-}
-
-/// Aborts a spawned task when dropped (the thread fetcher, when the run stops early).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    (rx, task)
 }

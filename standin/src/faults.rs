@@ -8,7 +8,6 @@
 //! connection, and the socket closes with a reset. The client sees the connection die with no
 //! response bytes at all, which is what a crashed proxy or a network cut looks like.
 
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,21 +71,30 @@ pub(crate) struct RateState {
     pub reset: Duration,
 }
 
-/// A sliding window of accepted requests (or tokens) with their weights: what OpenAI's
-/// per-minute limits count. Rejected requests use no budget.
+/// A per-minute limit as OpenAI applies it: a budget of `limit` that is spent by each request
+/// (or its tokens) and replenishes continuously, the whole of it over `window` (a minute).
+/// `remaining` is what is left now and `reset` the time until the budget is whole again — what
+/// the `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` headers say. Refused requests
+/// spend nothing.
 pub(crate) struct RateLimiter {
     limit: u64,
     window: Duration,
-    accepted: Mutex<VecDeque<(Instant, u64)>>,
+    /// The budget left (fractional: it refills continuously) and when it was last brought up
+    /// to date.
+    level: Mutex<(f64, Option<Instant>)>,
 }
 
 /// OpenAI's limits are per minute.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
-    /// A limit over another window than a minute (tests shorten it; headers follow it).
+    /// A limit replenished over `window` (tests shorten it; the headers follow it).
     pub fn with_window(limit: u64, window: Duration) -> Self {
-        RateLimiter { limit, window: if window.is_zero() { WINDOW } else { window }, accepted: Mutex::new(VecDeque::new()) }
+        RateLimiter {
+            limit,
+            window: if window.is_zero() { WINDOW } else { window },
+            level: Mutex::new((limit as f64, None)),
+        }
     }
 
     /// Takes one request from the budget, or says how long until one is free again.
@@ -95,49 +103,45 @@ impl RateLimiter {
     }
 
     /// Takes `weight` (a request's tokens) from the budget, or says how long until that much is
-    /// free again. A weight above the whole limit is refused outright by OpenAI's rule; here it
-    /// is admitted once the window is empty, so a client that sends one always finishes.
+    /// back. A weight above the whole limit is admitted once the budget is whole, so a client
+    /// that sends one always finishes.
     pub fn acquire_weight(&self, now: Instant, weight: u64) -> Result<RateState, (RateState, Duration)> {
-        let mut times = lock(&self.accepted);
-        self.expire(&mut times, now);
-        let used: u64 = times.iter().map(|(_, w)| w).sum();
-        if used + weight <= self.limit || times.is_empty() {
-            times.push_back((now, weight));
-            Ok(self.state(&times, now))
+        let mut level = lock(&self.level);
+        let available = self.refill(&mut level, now);
+        let need = weight.min(self.limit) as f64;
+        if available + 1e-9 >= need {
+            level.0 = available - weight as f64;
+            Ok(self.state(level.0))
         } else {
-            // The wait until enough of the oldest entries expire.
-            let mut freed = self.limit.saturating_sub(used);
-            let mut wait = Duration::ZERO;
-            for &(t, w) in times.iter() {
-                freed += w;
-                wait = (t + self.window).saturating_duration_since(now);
-                if freed >= weight {
-                    break;
-                }
-            }
-            Err((self.state(&times, now), wait))
+            Err((self.state(available), self.time_for(need - available)))
         }
     }
 
     /// The budget without taking from it (for answers that never reached the limiter).
     pub fn peek(&self, now: Instant) -> RateState {
-        let mut times = lock(&self.accepted);
-        self.expire(&mut times, now);
-        self.state(&times, now)
+        let mut level = lock(&self.level);
+        let available = self.refill(&mut level, now);
+        self.state(available)
     }
 
-    fn state(&self, times: &VecDeque<(Instant, u64)>, now: Instant) -> RateState {
-        let used: u64 = times.iter().map(|(_, w)| w).sum();
+    fn refill(&self, level: &mut (f64, Option<Instant>), now: Instant) -> f64 {
+        if let Some(at) = level.1 {
+            let back = now.saturating_duration_since(at).as_secs_f64() * self.limit as f64 / self.window.as_secs_f64();
+            level.0 = (level.0 + back).min(self.limit as f64);
+        }
+        level.1 = Some(now);
+        level.0
+    }
+
+    fn time_for(&self, amount: f64) -> Duration {
+        Duration::from_secs_f64((amount.max(0.0) * self.window.as_secs_f64() / self.limit.max(1) as f64).min(3600.0))
+    }
+
+    fn state(&self, available: f64) -> RateState {
         RateState {
             limit: self.limit,
-            remaining: self.limit.saturating_sub(used),
-            reset: times.back().map_or(Duration::ZERO, |&(t, _)| (t + self.window).saturating_duration_since(now)),
-        }
-    }
-
-    fn expire(&self, times: &mut VecDeque<(Instant, u64)>, now: Instant) {
-        while times.front().is_some_and(|&(t, _)| now.duration_since(t) >= self.window) {
-            times.pop_front();
+            remaining: available.max(0.0).floor() as u64,
+            reset: self.time_for(self.limit as f64 - available),
         }
     }
 }
@@ -306,35 +310,32 @@ mod tests {
     }
 
     #[test]
-    fn sliding_window_limits_and_restores() {
+    fn the_budget_is_spent_and_replenishes_continuously() {
         let rl = RateLimiter::with_window(2, WINDOW);
         let t0 = Instant::now();
-        assert_eq!(rl.acquire(t0).unwrap().remaining, 1);
-        let s = rl.acquire(t0 + Duration::from_secs(10)).unwrap();
+        let s = rl.acquire(t0).unwrap();
+        assert_eq!((s.remaining, s.reset), (1, Duration::from_secs(30)));
+        let s = rl.acquire(t0).unwrap();
         assert_eq!((s.remaining, s.reset), (0, Duration::from_secs(60)));
-        let (s, wait) = rl.acquire(t0 + Duration::from_secs(20)).unwrap_err();
-        assert_eq!((s.remaining, wait), (0, Duration::from_secs(40)));
-        // The first request leaves the window at t0+60s.
-        assert_eq!(
-            rl.acquire(t0 + Duration::from_secs(60)).unwrap().remaining,
-            0
-        );
+        // 10 s later a third of a request is back: the next one waits 20 s more.
+        let (s, wait) = rl.acquire(t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!((s.remaining, wait), (0, Duration::from_secs(20)));
+        assert_eq!(rl.acquire(t0 + Duration::from_secs(30)).unwrap().remaining, 0);
         assert_eq!(rl.peek(t0 + Duration::from_secs(200)).remaining, 2);
     }
 
     #[test]
-    fn token_weights_fill_the_window_and_the_wait_frees_enough() {
+    fn token_weights_spend_the_budget_and_the_wait_covers_the_shortfall() {
         let rl = RateLimiter::with_window(100, Duration::from_secs(10));
         let t0 = Instant::now();
         assert_eq!(rl.acquire_weight(t0, 60).unwrap().remaining, 40);
-        let later = t0 + Duration::from_secs(2);
-        assert_eq!(rl.acquire_weight(later, 30).unwrap().remaining, 10);
-        // 50 more do not fit; the first entry's expiry (8 s on) frees enough.
-        let (state, wait) = rl.acquire_weight(later, 50).unwrap_err();
-        assert_eq!(state.remaining, 10);
-        assert_eq!(wait, Duration::from_secs(8));
-        assert_eq!(rl.acquire_weight(t0 + Duration::from_secs(10), 50).unwrap().remaining, 20);
-        // A request larger than the whole limit goes through once the window is empty.
+        // 50 more do not fit: 10 short, back in 1 s (10 a second).
+        let (state, wait) = rl.acquire_weight(t0, 50).unwrap_err();
+        assert_eq!(state.remaining, 40);
+        assert_eq!(wait, Duration::from_secs(1));
+        assert_eq!(rl.acquire_weight(t0 + Duration::from_secs(1), 50).unwrap().remaining, 0);
+        // A request larger than the whole limit goes through once the budget is whole.
+        assert!(rl.acquire_weight(t0 + Duration::from_secs(2), 500).is_err());
         assert!(rl.acquire_weight(t0 + Duration::from_secs(30), 500).is_ok());
     }
 
