@@ -126,6 +126,10 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
                 .with_engramia_schema(config.mapping.target.engramia_schema.clone());
             pipeline.run(sink, thread_ids, id_warnings).await?
         }
+        Target::Rest(url) => {
+            let sink = crate::sink::rest::RestSink::open(&url, &config.mapping.target, &|k| std::env::var(k).ok())?;
+            pipeline.run(sink, thread_ids, id_warnings).await?
+        }
     };
     // A dry run writes no rejects file: it promises to write nothing but the report.
     if !report.dry_run {
@@ -354,6 +358,7 @@ impl<'a> Pipeline<'a> {
             pending.extend(mapped.records);
             self.warnings.extend(mapped.warnings);
         }
+        sink.note_assistant_scopes(&self.assistant_scopes(&assistants));
         sink.check_scopes(&self.known_scopes(&assistants)).await?;
         let mut file_refs = FileRefs::default();
         if m.files.enabled {
@@ -475,7 +480,8 @@ impl<'a> Pipeline<'a> {
             threads: counts,
             scopes: scope_reports(&self.tally),
             warnings: self.warnings,
-            embedding: EmbeddingReport::new(&m.embedding.model, self.totals.inputs, self.totals.tokens, self.totals.requests),
+            embedding: EmbeddingReport::new(&m.embedding.model, self.totals.inputs, self.totals.tokens, self.totals.requests)
+                .embedded_by(sink.embeds_itself()),
             records: self.tally.details.take(),
             samples: self.tally.samples.iter().map(|(s, t)| (s.to_string(), t.clone())).collect(),
             interrupted,
@@ -609,6 +615,16 @@ impl<'a> Pipeline<'a> {
 
     /// The scopes that can be known before any thread is read: one per assistant when the
     /// project template needs only the assistant.
+    fn assistant_scopes(&self, assistants: &[Assistant]) -> Vec<(String, Scope)> {
+        assistants
+            .iter()
+            .filter_map(|a| {
+                let s = crate::map::resolve_scope(&self.settings, &ScopeContext { assistant: Some(a), thread: None }).ok()?;
+                self.settings.project_template.needs_only_assistant().then(|| (a.id.clone(), s))
+            })
+            .collect()
+    }
+
     fn known_scopes(&self, assistants: &[Assistant]) -> Vec<Scope> {
         let mut scopes: Vec<Scope> = Vec::new();
         if self.settings.project_template.needs_only_assistant() {
@@ -757,7 +773,15 @@ impl<'a> Pipeline<'a> {
         if to_write.is_empty() {
             return Ok(());
         }
+        // A target that embeds on its side (an Engramia server) gets no vectors from engram.
+        let target_embeds = sink.embeds_itself().is_some();
+        if target_embeds {
+            self.totals.inputs += to_write.len();
+        }
         let texts: Vec<String> = to_write.iter().map(|r| embedding_input(r.task())).collect();
+        if self.args.dry_run && target_embeds {
+            return Ok(());
+        }
         if self.args.dry_run {
             let counts: Vec<usize> = texts.iter().map(|t| count_tokens(t)).collect();
             self.totals.requests += batch_ranges(&counts, self.embedder.batch_inputs).len();
@@ -765,7 +789,10 @@ impl<'a> Pipeline<'a> {
             self.totals.tokens += counts.iter().sum::<usize>();
             return Ok(());
         }
-        let vectors = self.embedder.embed(&texts, &mut self.totals).await?;
+        let vectors = match target_embeds {
+            true => vec![Vec::new(); to_write.len()],
+            false => self.embedder.embed(&texts, &mut self.totals).await?,
+        };
         let batch: Vec<Embedded> =
             to_write.into_iter().zip(vectors).map(|(record, embedding)| Embedded { record, embedding }).collect();
         if self.index.is_none() {
