@@ -463,7 +463,11 @@ impl Report {
                 out.push_str(&format!("    {line}\n"));
             }
         }
-        let verb = if self.dry_run { "would embed" } else { "embedded" };
+        let verb = match (self.dry_run, self.embedding.embedded_by.is_some()) {
+            (_, true) => "embedding",
+            (true, false) => "would embed",
+            (false, false) => "embedded",
+        };
         out.push_str(&format!("\n  {verb} {}\n", self.embedding.summary()));
         if self.warnings.is_empty() {
             out.push_str("  no warnings\n");

@@ -348,14 +348,12 @@ impl Sink for RestSink {
             }
         }
         self.version = Some(v);
-        // A single key: check it now (role, project), before anything else is read.
+        // A single key: say now what it reaches. A key that cannot be used is refused when
+        // the plan first asks for its scope (still before any write), in words naming it.
         if self.key_vars.is_empty()
             && let Some(key) = self.env_key.clone()
+            && let Ok(facts) = preflight::check_key(&self.client, &key, "").await
         {
-            let facts = preflight::check_key(&self.client, &key, "(the one ENGRAMIA_API_KEY reaches)").await.map_err(|p| match p {
-                KeyProblem::Config(m) => SinkError::Config(m),
-                KeyProblem::Failed(m) => SinkError::Io(m),
-            })?;
             notes.push(format!(
                 "${ENV_KEY} reaches project {} ({}), role {}, storage {}, {}",
                 facts.scope,

@@ -134,7 +134,7 @@ pub async fn check_key(client: &Client, key: &ApiKey, project: &str) -> Result<K
         }
         // No database behind the server: env-key auth, every key in default/default.
         Err(ApiError::Status { status: 503, code, .. }) if code == "STORAGE_ERROR" => {
-            (Scope::new("default", "default"), "env-key auth (a server without a database puts every key in default/default)", None)
+            (Scope::new("default", "default"), "env-key auth: a server without a database puts every key there", None)
         }
         Err(e) if e.status() == Some(403) => return Err(key_refused(server, key, project, &e)),
         Err(e) => return Err(KeyProblem::Failed(format!("{server}: GET /v1/keys with the key in ${}: {e}", key.var))),
