@@ -179,15 +179,20 @@ fn assert_no_secret(out: &Output, report: &Value, secrets: &[&str]) {
 /// Every pattern of `stored` is found by the server's recall of its own task (an exact-task
 /// recall embeds the same text, similarity 1.0), and every skill engram registered finds its
 /// pattern through /v1/skills/search. Returns (recalled, skill checks).
-fn assert_recallable(server: &Engramia, key: &str, stored: &std::collections::BTreeMap<String, Value>) -> (usize, usize) {
+/// `limit` 1 for PostgreSQL storage: Engramia 0.7.0.dev0 answers 422 there when a returned match
+/// has a negative cosine similarity (an unrelated pattern in a small project).
+fn assert_recallable(server: &Engramia, key: &str, stored: &std::collections::BTreeMap<String, Value>, limit: u32) -> (usize, usize) {
     let mut skills_checked = 0;
     for (k, data) in stored {
         let task = data["task"].as_str().unwrap();
-        let found = server.post("/v1/recall", key, json!({"task": task, "limit": 10, "deduplicate": false, "eval_weighted": false}));
-        let hit = found["matches"].as_array().unwrap().iter().find(|m| m["pattern_key"] == k.as_str());
+        let found = server.post("/v1/recall", key, json!({"task": task, "limit": limit, "deduplicate": false, "eval_weighted": false}));
+        let same_task = |m: &&Value| m["pattern"]["task"] == task && stored.iter().filter(|(_, d)| d["task"] == task).count() > 1;
+        let hit = found["matches"].as_array().unwrap().iter().find(|m| m["pattern_key"] == k.as_str() || same_task(m));
         let hit = hit.unwrap_or_else(|| panic!("recall of {k}'s task did not return it: {found:#}"));
         assert!(hit["similarity"].as_f64().unwrap() > 0.99, "{hit:#}");
-        assert_eq!(hit["pattern"]["code"], data["design"]["code"], "{k}");
+        if hit["pattern_key"] == k.as_str() {
+            assert_eq!(hit["pattern"]["code"], data["design"]["code"], "{k}");
+        }
         for skill in data["_engram"]["skills"].as_array().unwrap() {
             let found = server.post("/v1/skills/search", key, json!({"required": [skill], "match_all": true}));
             assert!(found["matches"].as_array().unwrap().iter().any(|m| m["pattern_key"] == k.as_str()), "skill {skill} of {k}: {found:#}");
@@ -247,7 +252,7 @@ fn demo_migrates_into_a_json_server_is_recalled_and_a_rerun_sends_nothing() {
     }
     let kinds: std::collections::BTreeSet<&str> = stored.values().map(|d| d["_engram"]["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["file_chunk", "message_pair", "tool"].into_iter().collect(), "every kind of record is there");
-    let (recalled, skills) = assert_recallable(&server, KEY, &stored);
+    let (recalled, skills) = assert_recallable(&server, KEY, &stored, 10);
     assert_eq!(recalled as u64, planned);
     assert!(skills > 0, "some patterns carry skills");
 
@@ -429,4 +434,59 @@ fn engramia_066_is_refused_unless_the_user_opts_into_a_reindex() {
     assert!(warning_kinds(&report).contains(&"server_does_not_embed".to_string()), "{report:#}");
     assert_eq!(server.pattern_count(KEY), total(&report, "create"));
     assert_eq!(standin.stats().embedding_inputs, 0, "0.6.6 stores without embedding");
+}
+
+#[test]
+fn demo_migrates_into_a_postgres_server_with_a_database_key_per_project() {
+    use sha2::Digest;
+    let standin = Server::demo();
+    let url = fresh_database("rest_target_pg");
+    // Engramia's own schema, by its own alembic migrations.
+    readback_with(&python_engramia07(), "engramia_schema.py", &standin.base_url, &["--url", &url]);
+    // Tenant acme with a project and an admin key per assistant, as an operator makes them.
+    let projects = [("Support Bot", "ENGRAM_T_KEY_SUPPORT"), ("Weather Helper", "ENGRAM_T_KEY_WEATHER"), ("Docs Assistant", "ENGRAM_T_KEY_DOCS")];
+    let secret = |p: &str| format!("engramia_sk_{}", &hex::encode(sha2::Sha256::digest(p.as_bytes()))[..43]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO tenants (id, name) VALUES ('acme', 'Acme')").execute(&mut c).await.unwrap();
+        for (p, _) in projects {
+            let key = secret(p);
+            sqlx::query("INSERT INTO projects (id, tenant_id, name) VALUES ($1, 'acme', $1)").bind(p).execute(&mut c).await.unwrap();
+            sqlx::query("INSERT INTO api_keys (id, tenant_id, project_id, name, key_prefix, key_hash, role, created_at) VALUES ($1, 'acme', $1, 'migration', $2, $3, 'admin', now()::text)")
+                .bind(p)
+                .bind(format!("{}...", &key[..20]))
+                .bind(hex::encode(sha2::Sha256::digest(key.as_bytes())))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    });
+    let db = url.replacen("postgres://", "postgresql+psycopg2://", 1);
+    let server = Engramia::start(
+        &python_engramia07(),
+        &standin.base_url,
+        &[("ENGRAMIA_AUTH_MODE", "db"), ("ENGRAMIA_STORAGE", "postgres"), ("ENGRAMIA_DATABASE_URL", &db)],
+    );
+    // The three ways to name a scope's key: tenant/project, project, assistant id.
+    let keys = "[target.keys]\n\"acme/Support Bot\" = \"ENGRAM_T_KEY_SUPPORT\"\n\"Weather Helper\" = \"ENGRAM_T_KEY_WEATHER\"\nasst_gfT7hPCldEznbzlOsrUzV0W0 = \"ENGRAM_T_KEY_DOCS\"\n";
+    let ws = workspace(&standin.base_url, &server.url, &format!("[scope]\ntenant = \"acme\"\nproject = \"{{assistant.name}}\"\n{keys}"));
+    let secrets: Vec<String> = projects.iter().map(|(p, _)| secret(p)).collect();
+    let env: Vec<(&str, &str)> = projects.iter().zip(&secrets).map(|((_, var), s)| (*var, s.as_str())).collect();
+    let (out, report) = migrate(&ws, None, &env, &[]);
+    assert!(out.status.success(), "{}\n{}", text(&out), server.log());
+    assert_no_secret(&out, &report, &secrets.iter().map(String::as_str).collect::<Vec<_>>());
+    for ((p, _), key) in projects.iter().zip(&secrets) {
+        let (create, _, _, _) = scope_counts(&report, p);
+        assert!(create > 0, "{p}: {report:#}");
+        let stored = server.export(key);
+        assert_eq!(stored.len() as u64, create, "{p}");
+        stored.iter().for_each(|(k, d)| assert_complete(k, d));
+        assert_eq!(assert_recallable(&server, key, &stored, 1).0 as u64, create);
+    }
+    let (out, again) = migrate(&ws, None, &env, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!((total(&again, "create"), total(&again, "update")), (0, 0), "{again:#}");
+    assert_eq!(total(&again, "unchanged"), total(&report, "create"));
 }
