@@ -122,9 +122,6 @@ pub fn config_problems(target: &TargetConfig) -> Vec<String> {
     if s.requests_per_minute_per_path == 0 || s.requests_per_minute_per_key == 0 {
         problems.push("[target.server] requests_per_minute_per_path and _per_key must be at least 1".into());
     }
-    if !target.keys.is_empty() && !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
-        problems.push("[target.keys] is for an Engramia server ([target] url = \"https://…\"); remove it or set the url".into());
-    }
     problems
 }
 
