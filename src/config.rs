@@ -77,6 +77,14 @@ pub struct TargetConfig {
     /// PostgreSQL: which Engramia schema (alembic revision) an empty database gets.
     #[serde(default)]
     pub engramia_schema: crate::sink::postgres::schema::Choice,
+    /// Engramia server (`http(s)://` url): scope `tenant/project`, project or assistant id ->
+    /// the NAME of the environment variable holding that project's API key (never the key).
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, String>,
+    /// Engramia server: the limits engram paces its requests to, the body and record limits of
+    /// one `/v1/import`, and what to do with a server that does not embed on import.
+    #[serde(default)]
+    pub server: crate::sink::rest::ServerConfig,
 }
 
 
@@ -367,6 +375,7 @@ impl Config {
         if mapping.target.batch_size == 0 {
             problems.push("[target] batch_size must be at least 1".to_string());
         }
+        problems.extend(crate::sink::rest::config_problems(&mapping.target.keys, &mapping.target.server));
         if mapping.scope.tenant.trim().is_empty() {
             problems.push("[scope] tenant must not be empty".to_string());
         }

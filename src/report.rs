@@ -176,6 +176,9 @@ pub struct EmbeddingReport {
     pub requests: usize,
     /// None for a model without a known price.
     pub estimated_cost_usd: Option<f64>,
+    /// The target that embeds the records itself (an Engramia server): engram sent none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded_by: Option<String>,
 }
 
 impl EmbeddingReport {
@@ -186,7 +189,17 @@ impl EmbeddingReport {
             tokens,
             requests,
             estimated_cost_usd: price_per_million(model).map(|p| tokens as f64 * p / 1_000_000.0),
+            embedded_by: None,
         }
+    }
+
+    /// Marks the embeddings as the target's own (see `Sink::embeds_itself`).
+    pub fn embedded_by(mut self, who: Option<String>) -> Self {
+        if who.is_some() {
+            self.estimated_cost_usd = Some(0.0);
+        }
+        self.embedded_by = who;
+        self
     }
 }
 
@@ -194,6 +207,12 @@ impl EmbeddingReport {
     /// "72 inputs, 755 tokens (cl100k_base), 1 request to text-embedding-3-small, estimated
     /// cost $0.000015"
     pub fn summary(&self) -> String {
+        if let Some(who) = &self.embedded_by {
+            return format!(
+                "engram sends no embeddings: {who} embeds each of the {} records it stores with its own model (its provider's cost, not engram's)",
+                self.inputs
+            );
+        }
         let cost = self.estimated_cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "unknown for this model".into());
         format!(
             "{} inputs, {} tokens (cl100k_base), {} request{} to {}, estimated cost {cost}",
@@ -466,7 +485,11 @@ impl Report {
                 out.push_str(&format!("    {line}\n"));
             }
         }
-        let verb = if self.dry_run { "would embed" } else { "embedded" };
+        let verb = match (self.dry_run, self.embedding.embedded_by.is_some()) {
+            (_, true) => "embedding",
+            (true, false) => "would embed",
+            (false, false) => "embedded",
+        };
         out.push_str(&format!("\n  {verb} {}\n", self.embedding.summary()));
         if self.warnings.is_empty() {
             out.push_str("  no warnings\n");

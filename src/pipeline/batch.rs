@@ -32,11 +32,15 @@ pub(super) struct EmbedJob {
 }
 
 impl EmbedJob {
-    fn spawn(embedder: Arc<Embedder>, records: Vec<Record>, replaced: HashMap<Scope, Vec<String>>, last_thread: Option<String>) -> EmbedJob {
+    /// `embedder` None: the target embeds itself, the records go without vectors.
+    fn spawn(embedder: Option<Arc<Embedder>>, records: Vec<Record>, replaced: HashMap<Scope, Vec<String>>, last_thread: Option<String>) -> EmbedJob {
         let texts: Vec<String> = records.iter().map(|r| embedding_input(r.task())).collect();
         let task = AbortOnDrop::spawn(async move {
             let mut totals = EmbedTotals::default();
-            let vectors = embedder.embed(&texts, &mut totals).await;
+            let vectors = match embedder {
+                Some(embedder) => embedder.embed(&texts, &mut totals).await,
+                None => Ok(vec![Vec::new(); texts.len()]),
+            };
             (vectors, totals)
         });
         EmbedJob { task, records, replaced, last_thread }
@@ -84,12 +88,21 @@ impl Run<'_> {
         if to_write.is_empty() {
             return Ok(());
         }
+        // A target that embeds on its side (an Engramia server) gets no vectors from engram.
+        let target_embeds = sink.embeds_itself().is_some();
+        if target_embeds {
+            self.c.totals.inputs += to_write.len();
+            if self.s.args.dry_run {
+                return Ok(());
+            }
+        }
         if self.s.args.dry_run {
             let texts: Vec<String> = to_write.iter().map(|r| embedding_input(r.task())).collect();
             self.s.embedder.estimate(&texts, &mut self.c.totals);
             return Ok(());
         }
-        self.embedding.push_back(EmbedJob::spawn(self.s.embedder.clone(), to_write, replaced, self.c.current_thread.clone()));
+        let embedder = (!target_embeds).then(|| self.s.embedder.clone());
+        self.embedding.push_back(EmbedJob::spawn(embedder, to_write, replaced, self.c.current_thread.clone()));
         while self.embedding.len() > EMBED_AHEAD {
             self.write_next(sink).await?;
         }

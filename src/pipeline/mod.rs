@@ -55,6 +55,10 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
                 .with_engramia_schema(config.mapping.target.engramia_schema.clone());
             run.run(sink, thread_ids, id_warnings).await?
         }
+        Target::Rest(url) => {
+            let sink = crate::sink::rest::RestSink::open(&url, &config.mapping.target.keys, &config.mapping.target.server, &|k| std::env::var(k).ok())?;
+            run.run(sink, thread_ids, id_warnings).await?
+        }
     };
     // A dry run writes no rejects file: it promises to write nothing but the report.
     if !report.dry_run {

@@ -34,7 +34,8 @@ impl Run<'_> {
             threads,
             scopes: scope_reports(&c.tally),
             warnings: std::mem::take(&mut c.warnings),
-            embedding: EmbeddingReport::new(&m.embedding.model, c.totals.inputs, c.totals.tokens, c.totals.requests),
+            embedding: EmbeddingReport::new(&m.embedding.model, c.totals.inputs, c.totals.tokens, c.totals.requests)
+                .embedded_by(sink.embeds_itself()),
             records: c.tally.details.take(),
             samples: c.tally.samples.iter().map(|(s, t)| (s.to_string(), t.clone())).collect(),
             interrupted,

@@ -37,6 +37,7 @@ impl Run<'_> {
             pending.extend(mapped.records);
             self.c.warnings.extend(mapped.warnings);
         }
+        sink.note_assistant_scopes(&self.assistant_scopes(&assistants));
         sink.check_scopes(&self.known_scopes(&assistants)).await?;
         let mut file_refs = FileRefs::default();
         if m.files.enabled {
@@ -97,6 +98,18 @@ impl Run<'_> {
             self.process_full_batches(sink, &mut carried.pending).await?;
         }
         Ok(counts)
+    }
+
+    /// Each assistant's scope, when the project template needs only the assistant (a target
+    /// that keys scopes by assistant, the Engramia server's `[target.keys]`, reads them).
+    fn assistant_scopes(&self, assistants: &[Assistant]) -> Vec<(String, Scope)> {
+        assistants
+            .iter()
+            .filter_map(|a| {
+                let s = crate::map::resolve_scope(&self.s.settings, &ScopeContext { assistant: Some(a), thread: None }).ok()?;
+                self.s.settings.project_template.needs_only_assistant().then(|| (a.id.clone(), s))
+            })
+            .collect()
     }
 
     /// The scopes that can be known before any thread is read: one per assistant when the

@@ -4,6 +4,7 @@
 
 pub mod json_dir;
 pub mod postgres;
+pub mod rest;
 
 pub use crate::record::{Existing, PairOrigin, StoredPattern};
 use crate::record::{Record, Scope};
@@ -16,12 +17,16 @@ pub enum Target {
     JsonDir(std::path::PathBuf),
     /// Engramia's PostgreSQL + pgvector database (`postgres://` or `postgresql://`).
     Postgres(String),
+    /// A running Engramia server, reached through its REST API (`http://` or `https://`).
+    Rest(String),
 }
 
 impl Target {
     pub fn parse(url: &str) -> Target {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Target::Postgres(url.to_string())
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            Target::Rest(url.to_string())
         } else {
             Target::JsonDir(std::path::PathBuf::from(url.strip_prefix("file://").unwrap_or(url)))
         }
@@ -115,6 +120,14 @@ pub trait Sink {
     fn engramia_schema(&self) -> Option<SchemaReport> {
         None
     }
+    /// Some(who) when the target embeds what it stores itself (an Engramia server): engram then
+    /// sends no embedding requests, and the report says who embeds.
+    fn embeds_itself(&self) -> Option<String> {
+        None
+    }
+    /// The scope each assistant's records go to, once the assistants are listed (a sink that
+    /// picks credentials per assistant needs it). Writes nothing.
+    fn note_assistant_scopes(&mut self, _scopes: &[(String, Scope)]) {}
     /// Per-item problems the sink met since the last call, for the report.
     fn take_warnings(&mut self) -> Vec<crate::record::Warning> {
         Vec::new()

@@ -65,6 +65,11 @@ impl Store {
         Ok(match target {
             Target::JsonDir(dir) => Store::Json(json_dir::JsonStore::open(&dir).map_err(RunError::Config)?),
             Target::Postgres(url) => Store::Pg(Box::new(postgres::PgStore::open(&url).await?)),
+            Target::Rest(url) => {
+                return Err(RunError::Config(format!(
+                    "engram verify reads a JSON directory or a PostgreSQL database; {url} is an Engramia server: check it through its own /v1/recall and /v1/skills/search (the migrate report lists what was stored)"
+                )));
+            }
         })
     }
 
