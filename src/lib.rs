@@ -3,6 +3,7 @@
 //! The pipeline (see DESIGN.md): Source -> Extract -> Map -> Plan -> Embed -> Sink. Each stage
 //! is a module; `run` wires them for `engram migrate`.
 
+pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod embed;

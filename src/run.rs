@@ -106,7 +106,13 @@ impl From<EmbedError> for RunError {
 
 /// Runs `engram migrate` and returns its report (also written to `--report` when given).
 pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> {
-    let config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
+    let mut config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
+    if let Some(dir) = &args.agents {
+        config.agents_out_dir = Some(dir.clone());
+    }
+    if let Some(dir) = &config.agents_out_dir {
+        crate::agents::preflight(dir).map_err(RunError::Config)?;
+    }
     let transport = Arc::new(build_transport(args, &config, env)?);
     // The Assistants API client: the `openai` and `conversations` sources read through it, and
     // the files stage reads files through it whatever the source.
@@ -269,6 +275,8 @@ struct Pipeline<'a> {
     /// Records planned to be written so far (create + update).
     writes_planned: u64,
     started: std::time::Instant,
+    /// Where each assistant's records went, for the generated agents (`[agents]`).
+    agents_seen: crate::agents::Seen,
 }
 
 impl<'a> Pipeline<'a> {
@@ -299,6 +307,7 @@ impl<'a> Pipeline<'a> {
             threads_seen: 0,
             writes_planned: 0,
             started: std::time::Instant::now(),
+            agents_seen: crate::agents::Seen::default(),
         }
     }
 
@@ -464,6 +473,10 @@ impl<'a> Pipeline<'a> {
             let info = RunInfo { run_id: self.run_id.clone(), source: self.source_label(), wrote_anything: self.wrote_anything };
             sink.finish(&info).await?;
         }
+        let agents = match &self.config.agents_out_dir {
+            Some(dir) if !interrupted => Some(self.generate_agents(dir, &assistants)?),
+            _ => None,
+        };
         let requests = self.request_report();
         Ok(Report {
             engram_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -488,7 +501,24 @@ impl<'a> Pipeline<'a> {
             target_notes: Vec::new(),
             elapsed_secs: 0.0, // set by `run`, after the sink has settled
             superseded: std::mem::take(&mut self.tally.superseded),
+            agents,
         })
+    }
+
+    /// The cutover code for every assistant (written unless this is a dry run).
+    fn generate_agents(&self, dir: &std::path::Path, assistants: &[Assistant]) -> Result<crate::agents::AgentsReport, RunError> {
+        let storage = match Target::parse(&self.config.target_url(self.args.target.as_deref())) {
+            Target::JsonDir(d) => crate::agents::Storage::JsonDir(std::path::absolute(&d).unwrap_or(d)),
+            Target::Postgres(url) => crate::agents::Storage::Postgres(redact_url(&url)),
+        };
+        let inputs = crate::agents::Inputs {
+            assistants,
+            settings: &self.settings,
+            seen: &self.agents_seen,
+            storage,
+            embedding_model: &self.config.mapping.embedding.model,
+        };
+        crate::agents::generate(&inputs, dir, self.args.dry_run).map_err(RunError::Failed)
     }
 
     /// The requests made; for a dry run also those the real run will make, and how long they
@@ -730,6 +760,7 @@ impl<'a> Pipeline<'a> {
 
     /// Plan -> embed -> write for one batch of records.
     async fn process_batch<S: Sink>(&mut self, sink: &mut S, records: Vec<Record>) -> Result<(), RunError> {
+        self.agents_seen.observe(&records);
         let mut keys_by_scope: HashMap<Scope, Vec<String>> = HashMap::new();
         for r in &records {
             keys_by_scope.entry(r.scope.clone()).or_default().push(r.key.clone());
