@@ -138,7 +138,7 @@ fn tool_part(tool: &Tool, index: usize, spec: &AgentSpec<'_>, names: &mut Namer,
         }
         (kind, _) => {
             p.comments.push(format!("# tools[{index}]: tool type {} has no Agents SDK equivalent engram knows: add it by hand.", python::string(kind)));
-            p.needs_human.push(format!("tools[{index}]: tool type {} has no equivalent", python::comment_text(kind)));
+            p.needs_human.push(format!("tools[{index}]: tool type {} has no equivalent", python::string(kind)));
         }
     }
 }
@@ -172,7 +172,16 @@ fn function_part(f: &crate::model::FunctionDef, names: &mut Namer, p: &mut Parts
     }
     args.push("use_docstring_info=False".into());
     args.push(format!("strict_mode={}", if strict { "True" } else { "False" }));
-    body.push_str(&format!("@function_tool({})\n", args.join(", ")));
+    let one_line = format!("@function_tool({})\n", args.join(", "));
+    if one_line.len() <= 100 {
+        body.push_str(&one_line);
+    } else {
+        body.push_str("@function_tool(\n");
+        for a in &args {
+            body.push_str(&format!("    {a},\n"));
+        }
+        body.push_str(")\n");
+    }
     let signature = if params.is_empty() {
         format!("def {fn_name}() -> str:\n")
     } else {
@@ -184,7 +193,7 @@ fn function_part(f: &crate::model::FunctionDef, names: &mut Namer, p: &mut Parts
         s
     };
     body.push_str(&signature);
-    if let Some(d) = &f.description {
+    if let Some(d) = f.description.as_deref().filter(|d| !d.is_empty()) {
         body.push_str(&format!("    {}\n", python::text_block(d, 4)));
     }
     body.push_str(&format!(

@@ -34,7 +34,7 @@ pub fn is_plain_identifier(name: &str) -> bool {
 /// gets `fallback` before it, a keyword gets a trailing `_`; empty results are `fallback`.
 /// `lower` lower-cases it (module and function names).
 pub fn identifier(raw: &str, fallback: &str, lower: bool) -> String {
-    if is_plain_identifier(raw) && (!lower || !raw.chars().any(|c| c.is_ascii_uppercase())) {
+    if is_plain_identifier(raw) && !raw.starts_with('_') && (!lower || !raw.chars().any(|c| c.is_ascii_uppercase())) {
         return raw.to_string();
     }
     let mut out = String::with_capacity(raw.len());
@@ -103,7 +103,8 @@ impl Namer {
             return base.to_string();
         }
         (2..)
-            .map(|n| format!("{base}_{n}"))
+            // `def_` (a keyword made a name) goes on as `def_2`, not `def__2`.
+            .map(|n| format!("{}_{n}", base.strip_suffix('_').filter(|b| !b.is_empty()).unwrap_or(base)))
             .find(|candidate| !self.used.contains(candidate))
             .map(|name| {
                 self.used.insert(name.clone());
@@ -117,16 +118,18 @@ impl Namer {
 pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
-    escape_into(s, &mut out);
+    escape_into(s, &mut out, true);
     out.push('"');
     out
 }
 
-fn escape_into(s: &str, out: &mut String) {
+/// Escapes what Python would read otherwise; `quotes`: also backslashes and double quotes
+/// (inside a literal; a comment needs only the rest).
+fn escape_into(s: &str, out: &mut String, quotes: bool) {
     for c in s.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
+            '\\' if quotes => out.push_str("\\\\"),
+            '"' if quotes => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -163,7 +166,7 @@ pub fn text_block(s: &str, indent: usize) -> String {
 /// Text for inside a `#` comment: one line, control characters escaped.
 pub fn comment_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    escape_into(s, &mut out);
+    escape_into(s, &mut out, false);
     out
 }
 
@@ -215,6 +218,7 @@ mod tests {
         assert_eq!(n.claim("x"), "x");
         assert_eq!(n.claim("x"), "x_2");
         assert_eq!(n.claim("x_2"), "x_2_2");
+        assert_eq!((n.claim("def_"), n.claim("def_")), ("def_".to_string(), "def_2".to_string()));
         for raw in ["a b", "def", "0", "ü", "x-y", "yield", "_", "__"] {
             let id = identifier(raw, "f", true);
             assert!(is_plain_identifier(&id), "{raw:?} -> {id:?}");
@@ -233,7 +237,7 @@ mod tests {
         assert_eq!(string("ž 🙂"), "\"ž 🙂\"");
         assert_eq!(text_block("one\ntwo", 0), "(\n    \"one\\n\"\n    \"two\"\n)");
         assert_eq!(text_block("one\n", 4), "\"one\\n\"");
-        assert_eq!(comment_text("a\nb # c"), "a\\nb # c");
+        assert_eq!(comment_text("a\nb # \"c\"\u{0}"), "a\\nb # \"c\"\\x00");
         assert_eq!(value(&serde_json::json!({"a": [1, 2.5, null, true, "x\"y"]})), r#"{"a": [1, 2.5, None, True, "x\"y"]}"#);
         assert_eq!(value(&serde_json::json!(1.0)), "1.0");
         assert_eq!(value(&serde_json::json!(u64::MAX)), u64::MAX.to_string());
