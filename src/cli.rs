@@ -98,6 +98,10 @@ pub struct MigrateArgs {
     /// A run writes one beside --report FILE (FILE.rejects.jsonl), else engram-rejects.jsonl.
     #[arg(long, value_name = "FILE")]
     pub retry_failed: Option<PathBuf>,
+    /// Write the cutover code into DIR (overrides [agents] out_dir): one Python module per
+    /// assistant defining its OpenAI Agents SDK Agent with Engramia memory in its scope.
+    #[arg(long, value_name = "DIR")]
+    pub agents: Option<PathBuf>,
     /// Exit with code 3 when the run finished with warnings.
     #[arg(long)]
     pub strict: bool,

@@ -29,6 +29,16 @@ pub struct Mapping {
     pub skills: SkillsConfig,
     #[serde(default)]
     pub files: FilesConfig,
+    #[serde(default)]
+    pub agents: AgentsConfig,
+}
+
+/// `[agents]`: the cutover code (one OpenAI Agents SDK module per assistant, `src/agents`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Where to write it, relative to the mapping file; unset: not generated.
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +290,8 @@ pub struct Config {
     pub project_template: ScopeTemplate,
     /// `[files] local_dir`, resolved against the mapping file's directory.
     pub files_local_dir: Option<PathBuf>,
+    /// `[agents] out_dir`, resolved against the mapping file's directory.
+    pub agents_out_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -412,6 +424,7 @@ impl Config {
             conversations_file: mapping.source.conversations_file.as_deref().map(resolve),
             threads_file,
             files_local_dir,
+            agents_out_dir: mapping.agents.out_dir.as_deref().map(resolve),
             base_url,
             embedding_base_url,
             mapping_path: path.to_path_buf(),

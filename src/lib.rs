@@ -3,6 +3,7 @@
 //! The pipeline (see DESIGN.md): Source -> Extract -> Map -> Plan -> Embed -> Sink. Each stage
 //! is a module; `pipeline` runs them for `engram migrate` (see ARCHITECTURE.md).
 
+pub mod agents;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -41,6 +41,16 @@ pub struct Assistant {
     pub tool_resources: Option<ToolResources>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Metadata,
+    /// Model settings, for the generated agent (`[agents]`); the API's default is 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// `"auto"`, `{"type": "text" | "json_object"}` or `{"type": "json_schema", "json_schema": {..}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
 }
 
 /// A tool definition (`assistant.tools[]`, `run.tools[]`). Only `function` tools carry a body

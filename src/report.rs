@@ -54,6 +54,9 @@ pub struct Report {
     /// Stored patterns this rerun replaced (with the key replacing each) or retired, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<crate::plan::supersede::Superseded>,
+    /// The cutover code generated (`[agents] out_dir` / `--agents`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<crate::agents::AgentsReport>,
 }
 
 /// API traffic of the run.
@@ -429,6 +432,9 @@ impl Report {
         }
         for note in &self.target_notes {
             out.push_str(&format!("  target   {note}\n"));
+        }
+        if let Some(a) = &self.agents {
+            out.push_str(&format!("  agents   {}\n", a.summary(self.dry_run)));
         }
         if let Some(path) = &self.rejects_file {
             out.push_str(&format!(

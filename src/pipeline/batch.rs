@@ -61,6 +61,7 @@ impl Run<'_> {
 
     /// Plan -> embed -> write for one batch of records.
     pub(super) async fn process_batch<S: Sink>(&mut self, sink: &mut S, records: Vec<Record>) -> Result<(), RunError> {
+        self.agents_seen.observe(&records);
         let mut keys_by_scope: HashMap<Scope, Vec<String>> = HashMap::new();
         for r in &records {
             keys_by_scope.entry(r.scope.clone()).or_default().push(r.key.clone());

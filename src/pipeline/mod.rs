@@ -35,7 +35,13 @@ use std::sync::Arc;
 
 /// Runs `engram migrate` and returns its report (also written to `--report` when given).
 pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> {
-    let config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
+    let mut config = Config::load(&args.config, env.base_url.clone()).map_err(|e| RunError::Config(e.0))?;
+    if let Some(dir) = &args.agents {
+        config.agents_out_dir = Some(dir.clone());
+    }
+    if let Some(dir) = &config.agents_out_dir {
+        crate::agents::preflight(dir).map_err(RunError::Config)?;
+    }
     let transport = Arc::new(migrate_transport(args, &config, env)?);
     // The Assistants API client: the `openai` and `conversations` sources read through it, and
     // the files stage reads files through it whatever the source.
@@ -117,6 +123,8 @@ struct Run<'a> {
     s: Stages<'a>,
     c: RunCounters,
     embedding: std::collections::VecDeque<batch::EmbedJob>,
+    /// Where each assistant's records went, for the generated agents (`[agents]`).
+    agents_seen: crate::agents::Seen,
 }
 
 /// A spawned task, aborted when dropped (the run stopped early: no request goes on after it).
@@ -155,7 +163,7 @@ impl<'a> Run<'a> {
             run_id: crate::sink::postgres::new_run_id(),
             started: std::time::Instant::now(),
         };
-        Run { s, c: RunCounters::new(m.patterns.on_duplicate, args.report_detail), embedding: Default::default() }
+        Run { s, c: RunCounters::new(m.patterns.on_duplicate, args.report_detail), embedding: Default::default(), agents_seen: Default::default() }
     }
 
     /// The run, then `Sink::settle` whatever happened (a dropped index is rebuilt even when
@@ -227,6 +235,39 @@ impl<'a> Run<'a> {
             let info = RunInfo { run_id: self.s.run_id.clone(), source: self.source_label(), wrote_anything: self.c.wrote_anything };
             sink.finish(&info).await?;
         }
-        Ok(self.report(sink, resumed, threads, files, interrupted))
+        let agents = match &self.s.config.agents_out_dir {
+            Some(dir) if !interrupted => self.generate_agents(dir, &start.assistants)?,
+            _ => None,
+        };
+        let mut report = self.report(sink, resumed, threads, files, interrupted);
+        report.agents = agents;
+        Ok(report)
+    }
+}
+
+impl Run<'_> {
+    /// The cutover code for every assistant (written unless this is a dry run). An Engramia
+    /// server target has no storage an agent's `Memory` opens directly: none is generated.
+    fn generate_agents(&mut self, dir: &std::path::Path, assistants: &[crate::model::Assistant]) -> Result<Option<crate::agents::AgentsReport>, RunError> {
+        let storage = match Target::parse(&self.s.config.target_url(self.s.args.target.as_deref())) {
+            Target::JsonDir(d) => crate::agents::Storage::JsonDir(std::path::absolute(&d).unwrap_or(d)),
+            Target::Postgres(url) => crate::agents::Storage::Postgres(crate::redact::redact_url(&url)),
+            Target::Rest(url) => {
+                self.c.warnings.push(crate::record::Warning::new(
+                    "agents_not_generated",
+                    url,
+                    "[agents]: the cutover code is generated for a JSON directory or PostgreSQL target; for an Engramia server, point the agents' Memory at it by hand",
+                ));
+                return Ok(None);
+            }
+        };
+        let inputs = crate::agents::Inputs {
+            assistants,
+            settings: &self.s.settings,
+            seen: &self.agents_seen,
+            storage,
+            embedding_model: &self.s.config.mapping.embedding.model,
+        };
+        crate::agents::generate(&inputs, dir, self.s.args.dry_run).map(Some).map_err(RunError::Failed)
     }
 }

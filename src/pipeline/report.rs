@@ -48,6 +48,7 @@ impl Run<'_> {
             target_notes: Vec::new(),
             elapsed_secs: 0.0, // set by `run`, after the sink has settled
             superseded: std::mem::take(&mut c.tally.superseded),
+            agents: None, // set by `run_body`
         }
     }
 

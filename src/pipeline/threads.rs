@@ -18,6 +18,8 @@ use futures::StreamExt;
 /// What the run carries from stage to stage: the mapping context, the records waiting for a
 /// full batch, and the files referenced so far.
 pub(super) struct Carried {
+    /// The assistants, in the order the source listed them.
+    pub assistants: Vec<Assistant>,
     pub ctx: MapContext,
     pub pending: Vec<Record>,
     pub file_refs: FileRefs,
@@ -43,7 +45,7 @@ impl Run<'_> {
         if m.files.enabled {
             assistants.iter().for_each(|a| file_refs.add_assistant(a, &self.s.settings));
         }
-        Ok(Carried { ctx, pending, file_refs })
+        Ok(Carried { assistants, ctx, pending, file_refs })
     }
 
     /// Every listed thread, in order; records are planned and written as batches fill.
