@@ -97,6 +97,13 @@ pub struct EmbedTotals {
 }
 
 impl EmbedTotals {
+    /// Adds another tally (a batch embedded in its own task) to this one.
+    pub fn absorb(&mut self, other: &EmbedTotals) {
+        self.inputs += other.inputs;
+        self.tokens += other.tokens;
+        self.requests += other.requests;
+    }
+
     pub fn add(&mut self, request: &PlannedRequest) {
         self.requests += 1;
         self.inputs += request.inputs.len();

@@ -164,11 +164,13 @@ impl Limiter {
         }
     }
 
-    fn release(&self, outcome: Outcome) {
+    /// Gives a slot back; `outcome` None: the request was abandoned mid-flight (its task was
+    /// cancelled), which tells nothing about the server.
+    fn release(&self, outcome: Option<Outcome>) {
         {
             let mut s = lock(&self.state);
             s.in_flight = s.in_flight.saturating_sub(1);
-            if s.adaptive {
+            if let (true, Some(outcome)) = (s.adaptive, outcome) {
                 s.observe(outcome, Instant::now());
             }
         }
@@ -272,17 +274,13 @@ impl Permit<'_> {
         let outcome = outcome(self.started.elapsed());
         let limiter = self.limiter;
         std::mem::forget(self);
-        limiter.release(outcome);
+        limiter.release(Some(outcome));
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        // A request abandoned mid-flight (its task was cancelled) tells nothing about the server.
-        let mut s = lock(&self.limiter.state);
-        s.in_flight = s.in_flight.saturating_sub(1);
-        drop(s);
-        self.limiter.freed.notify_waiters();
+        self.limiter.release(None);
     }
 }
 

@@ -123,9 +123,7 @@ impl Run<'_> {
         let Some(job) = self.embedding.pop_front() else { return Ok(()) };
         let (vectors, totals) = job.task.join().await.map_err(|e| RunError::Failed(format!("the embeddings task stopped: {e}")))?;
         let vectors = vectors?;
-        self.c.totals.inputs += totals.inputs;
-        self.c.totals.tokens += totals.tokens;
-        self.c.totals.requests += totals.requests;
+        self.c.totals.absorb(&totals);
         let batch: Vec<Embedded> =
             job.records.into_iter().zip(vectors).map(|(record, embedding)| Embedded { record, embedding }).collect();
         if self.c.index.is_none() {
