@@ -27,6 +27,10 @@ pub enum Command {
     /// Check a migrated store: every record present, valid by Engramia's rules and recalled
     /// by its question in its own scope. Read-only. Exit 0 passed, 3 a check failed.
     Verify(VerifyArgs),
+    /// Show the runs into a target, from the target itself: for PostgreSQL every run (shard,
+    /// host, pid, running / done / stopped / failed, progress) and which shards are left; for a
+    /// JSON directory who holds its lock. Read-only.
+    Status(StatusArgs),
     /// Write a commented mapping.toml for a source, filled from what engram can see there
     /// (never overwrites one), and print the next command.
     Init(InitArgs),
@@ -36,6 +40,19 @@ pub enum Command {
     /// process, so that a PDF that crashes or hangs the parser cannot stop the migration.
     #[command(hide = true)]
     ExtractPdf(ExtractPdfArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The mapping file the runs use ([target] url).
+    #[arg(long, short, default_value = "mapping.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Overrides [target] url: the JSON directory or postgres:// URL to look at.
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub target: Option<String>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,6 +115,11 @@ pub struct MigrateArgs {
     /// A run writes one beside --report FILE (FILE.rejects.jsonl), else engram-rejects.jsonl.
     #[arg(long, value_name = "FILE")]
     pub retry_failed: Option<PathBuf>,
+    /// Migrate part I of N of the account (overrides [source] shard): threads, conversations,
+    /// assistants' tools and files split by a fixed hash of their id, so that N processes, on
+    /// one machine or several, migrate disjoint parts into the same Engramia. E.g. 2/3.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::Shard::parse)]
+    pub shard: Option<crate::shard::Shard>,
     /// Write the cutover code into DIR (overrides [agents] out_dir): one Python module per
     /// assistant defining its OpenAI Agents SDK Agent with Engramia memory in its scope.
     #[arg(long, value_name = "DIR")]

@@ -70,6 +70,8 @@ pub struct SourceConfig {
     /// Requests per minute engram allows itself, whatever the server declares (the dry run's
     /// time estimate uses it too). Unset: only the server's `x-ratelimit-*` headers pace it.
     pub requests_per_minute: Option<u32>,
+    /// `"I/N"`: migrate part I of N of the account (`crate::shard`); `--shard` overrides it.
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +294,8 @@ pub struct Config {
     pub files_local_dir: Option<PathBuf>,
     /// `[agents] out_dir`, resolved against the mapping file's directory.
     pub agents_out_dir: Option<PathBuf>,
+    /// `[source] shard` (or `--shard`, set by the command): the part of the account this run takes.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Config {
@@ -344,6 +348,14 @@ impl Config {
         {
             problems.push(format!("[source] concurrency must be \"auto\" or 1..=64, got {n}"));
         }
+        let shard = match mapping.source.shard.as_deref().map(crate::shard::Shard::parse) {
+            Some(Err(e)) => {
+                problems.push(format!("[source] {e}"));
+                None
+            }
+            Some(Ok(s)) => Some(s),
+            None => None,
+        };
         if mapping.source.requests_per_minute == Some(0) {
             problems.push("[source] requests_per_minute must be at least 1 (or removed, to follow the server's headers)".to_string());
         }
@@ -425,6 +437,7 @@ impl Config {
             threads_file,
             files_local_dir,
             agents_out_dir: mapping.agents.out_dir.as_deref().map(resolve),
+            shard,
             base_url,
             embedding_base_url,
             mapping_path: path.to_path_buf(),

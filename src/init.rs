@@ -186,6 +186,11 @@ fn text(&self) -> String {
             }
             ("[target]", l) if l.starts_with("url = ") => target.map(|t| format!("url = {}", quote(t))),
             ("[scope]", l) if l.starts_with("project = ") => project.map(|p| format!("project = {}", quote(p))),
+            // The cutover code is on in a mapping init writes, but for an Engramia server
+            // target, which gets none (its scope is the key's, not a local store to bind).
+            ("[agents]", "# out_dir = \"agents\"") if !target.is_some_and(|t| t.starts_with("http://") || t.starts_with("https://")) => {
+                Some("out_dir = \"agents\"".to_string())
+            }
             _ => None,
         };
         out.push_str(replaced.as_deref().unwrap_or(line));

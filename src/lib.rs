@@ -21,6 +21,8 @@ pub mod plan;
 pub mod progress;
 pub mod record;
 pub mod redact;
+pub mod shard;
+pub mod status;
 pub mod rejects;
 pub mod report;
 pub mod pipeline;

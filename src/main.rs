@@ -61,6 +61,14 @@ fn try_main(cli: Cli) -> Result<ExitCode, RunError> {
             }
             Ok(ExitCode::from(if report.passed { 0 } else { 3 }))
         }
+        Command::Status(args) => {
+            let report = runtime.block_on(engram::status::status(&args, &env))?;
+            match args.json {
+                true => println!("{}", serde_json::to_string_pretty(&report).map_err(|e| RunError::Failed(e.to_string()))?),
+                false => print!("{}", report.render_text()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExtractPdf(args) => Ok(ExitCode::from(engram::extract::pdf::child_main(&args.file, args.timeout_secs))),
         Command::Migrate(args) => {
             let report = runtime.block_on(migrate(&args, &env))?;

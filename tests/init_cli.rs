@@ -31,9 +31,14 @@ fn init_on_an_export_directory_writes_a_mapping_that_migrates_and_never_overwrit
     for line in reference.lines().filter(|l| l.starts_with("# ") && l.len() > 40) {
         assert!(mapping.contains(line), "lost the comment {line:?}");
     }
-    // The printed next command works.
-    let out = dry_run(dir.path(), "mapping.toml");
+    // The cutover code is on, beside the mapping.
+    assert!(mapping.contains("\n[agents]\n") && mapping.contains("\nout_dir = \"agents\"\n"), "{mapping}");
+    // The printed next command works, and says it would generate the agents.
+    let out = run(engram().current_dir(dir.path()).args(["migrate", "--dry-run", "--config", "mapping.toml"]));
     assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("agents   would write") && stdout.contains(&dir.path().join("agents").display().to_string()), "{stdout}");
+    assert!(!dir.path().join("agents").exists(), "a dry run wrote the agents");
 
     // A second init refuses, and leaves the file as it was.
     let out = init(dir.path(), &["--path", export.to_str().unwrap()]);
@@ -114,4 +119,16 @@ fn version_names_the_git_commit() {
         // Built outside a git checkout: build.rs says so instead of failing.
         _ => assert!(version.ends_with("(unknown commit)"), "{version}"),
     }
+}
+
+#[test]
+fn init_for_an_engramia_server_target_leaves_the_cutover_code_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = repo_root().join("fixtures/exports/redwood");
+    let out = init(dir.path(), &["--path", export.to_str().unwrap(), "--target", "https://engramia.example.com"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mapping = std::fs::read_to_string(dir.path().join("mapping.toml")).unwrap();
+    assert!(mapping.contains("url = \"https://engramia.example.com\""), "{mapping}");
+    // A server target gets no generated code: the key stays commented, as in the reference.
+    assert!(mapping.contains("\n# out_dir = \"agents\"\n") && !mapping.contains("\nout_dir = "), "{mapping}");
 }

@@ -39,6 +39,9 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
     if let Some(dir) = &args.agents {
         config.agents_out_dir = Some(dir.clone());
     }
+    if args.shard.is_some() {
+        config.shard = args.shard;
+    }
     if let Some(dir) = &config.agents_out_dir {
         crate::agents::preflight(dir).map_err(RunError::Config)?;
     }
@@ -47,18 +50,20 @@ pub async fn migrate(args: &MigrateArgs, env: &Env) -> Result<Report, RunError> 
     // the files stage reads files through it whatever the source.
     let api = Arc::new(OpenAiSource::new(transport.clone(), credential_note(env), config.mapping.skills.from_run_steps));
     let opened = Source::open(&config, api.clone()).map_err(RunError::Config)?;
-    let (thread_ids, id_warnings) = match &args.retry_failed {
+    let (mut thread_ids, id_warnings) = match &args.retry_failed {
         Some(path) => retry_thread_ids(path, &opened.source)?,
         None => (opened.thread_ids, opened.warnings),
     };
+    thread_ids.retain(|id| crate::shard::owns(config.shard, id));
     let target = Target::parse(&config.target_url(args.target.as_deref()));
     let files_api = opened.source.files_api().unwrap_or(api);
     let run = Run::new(args, &config, transport, files_api, opened.source, env);
     let mut report = match target {
-        Target::JsonDir(dir) => run.run(JsonDirSink::new(dir), thread_ids, id_warnings).await?,
+        Target::JsonDir(dir) => run.run(JsonDirSink::new(dir).exclusive(!args.dry_run), thread_ids, id_warnings).await?,
         Target::Postgres(url) => {
             let sink = PgSink::open(&url, run.s.run_id.clone()).await?.with_index_strategy(config.mapping.target.index_strategy)
-                .with_engramia_schema(config.mapping.target.engramia_schema.clone());
+                .with_engramia_schema(config.mapping.target.engramia_schema.clone())
+                .with_shard(config.shard.map(|s| s.to_string()), thread_ids.len());
             run.run(sink, thread_ids, id_warnings).await?
         }
         Target::Rest(url) => {
@@ -185,6 +190,7 @@ impl<'a> Run<'a> {
                             Err(e2) => eprintln!("engram: {e2}"),
                         }
                     }
+                    sink.fail(&e.to_string()).await;
                     Err(e)
                 }
             };

@@ -34,7 +34,9 @@ impl Run<'_> {
         self.check_assistant_scopes(&assistants)?;
         let ctx = MapContext { assistants: assistants.iter().map(|a| (a.id.clone(), a.clone())).collect(), ..Default::default() };
         let mut pending: Vec<Record> = Vec::new();
-        for a in &assistants {
+        let shard = self.s.config.shard;
+        // Each shard lists every assistant (scopes need them) but writes the tools of its own.
+        for a in assistants.iter().filter(|a| crate::shard::owns(shard, &a.id)) {
             let mapped = map_assistant_tools(a, &self.s.settings);
             pending.extend(mapped.records);
             self.c.warnings.extend(mapped.warnings);
@@ -44,6 +46,10 @@ impl Run<'_> {
         let mut file_refs = FileRefs::default();
         if m.files.enabled {
             assistants.iter().for_each(|a| file_refs.add_assistant(a, &self.s.settings));
+            // The files and vector stores assistants hold go to the shard their id falls in;
+            // what threads refer to is added later, by the shard reading the thread.
+            file_refs.files.retain(|id, _| crate::shard::owns(shard, id));
+            file_refs.stores.retain(|id, _| crate::shard::owns(shard, id));
         }
         Ok(Carried { assistants, ctx, pending, file_refs })
     }

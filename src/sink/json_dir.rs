@@ -19,6 +19,7 @@
 //! name starts with `_`).
 
 pub(crate) mod embeddings_file;
+pub mod lock;
 
 use super::{Embedded, Existing, Preflight, PreviousRun, RunInfo, RunProgress, Sink, SinkError, StoredPattern};
 use crate::record::{Scope, content_hash};
@@ -126,6 +127,10 @@ pub struct JsonDirSink {
     root: PathBuf,
     model: String,
     scopes: HashMap<Scope, ScopeFiles>,
+    /// Take the directory's lock file in preflight (a real run; a dry run only reads).
+    exclusive: bool,
+    /// Held from preflight to the end of the run (released when the sink is dropped).
+    lock: Option<lock::DirLock>,
 }
 
 /// engram's run marker at the root. Engramia skips files whose name starts with `_`.
@@ -140,7 +145,26 @@ struct RunMarker {
 
 impl JsonDirSink {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new() }
+        JsonDirSink { root: root.into(), model: String::new(), scopes: HashMap::new(), exclusive: false, lock: None }
+    }
+
+    /// A run that writes: preflight takes `_engram.lock` (see `lock`), so a second run into
+    /// the same directory stops before it writes anything.
+    pub fn exclusive(mut self, on: bool) -> Self {
+        self.exclusive = on;
+        self
+    }
+
+    /// Takes the lock file (creating the directory) unless this run holds it or only reads;
+    /// returns the stale holder it took over, if any.
+    fn ensure_locked(&mut self) -> Result<Option<lock::Holder>, SinkError> {
+        if !self.exclusive || self.lock.is_some() {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&self.root).map_err(|e| SinkError::Io(format!("creating {}: {e}", self.root.display())))?;
+        let taken = lock::take(&self.root, "")?;
+        self.lock = Some(taken.lock);
+        Ok(taken.took_over)
     }
 
     fn scope_files(&mut self, scope: &Scope) -> Result<&mut ScopeFiles, SinkError> {
@@ -150,6 +174,23 @@ impl JsonDirSink {
         }
         Ok(self.scopes.get_mut(scope).expect("inserted above"))
     }
+}
+
+/// What `engram status` shows of a JSON directory: who holds its lock (and whether that
+/// process is alive) and engram's run marker (the last run's status and progress).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DirStatus {
+    pub lock: Option<(lock::Holder, bool)>,
+    pub last_run: Option<(String, RunProgress)>,
+}
+
+pub fn dir_status(root: &Path) -> DirStatus {
+    let lock = lock::read(&root.join(lock::LOCK_FILE)).map(|h| {
+        let alive = h.alive();
+        (h, alive)
+    });
+    let marker: Option<RunMarker> = read_json_opt(&root.join(RUN_MARKER)).unwrap_or(None);
+    DirStatus { lock, last_run: marker.map(|m| (m.status, m.progress)) }
 }
 
 impl Sink for JsonDirSink {
@@ -202,6 +243,13 @@ impl Sink for JsonDirSink {
                 }
             }
         }
+        // A directory that is not there yet is locked when the first write creates it (a run
+        // that fails before then leaves nothing behind).
+        if self.root.is_dir()
+            && let Some(stale) = self.ensure_locked()?
+        {
+            notes.push(format!("took over the lock file {} left by {}", lock::LOCK_FILE, stale.describe_stale()));
+        }
         Ok(notes)
     }
 
@@ -226,6 +274,7 @@ impl Sink for JsonDirSink {
     }
 
     async fn write(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
+        self.ensure_locked()?;
         let mut by_scope: IndexMap<&Scope, Vec<&Embedded>> = IndexMap::new();
         for e in batch {
             by_scope.entry(&e.record.scope).or_default().push(e);
@@ -310,6 +359,7 @@ impl Sink for JsonDirSink {
     }
 
     async fn remove(&mut self, scope: &Scope, keys: &[String]) -> Result<(), SinkError> {
+        self.ensure_locked()?;
         let files = self.scope_files(scope)?;
         let removed: HashSet<String> = keys.iter().cloned().collect();
         // Index first, then the files: a crash in between leaves a pattern without embedding,
@@ -345,6 +395,7 @@ impl Sink for JsonDirSink {
     }
 
     async fn mark_progress(&mut self, progress: &RunProgress) -> Result<(), SinkError> {
+        self.ensure_locked()?;
         // Everything of the batch is on disk (the embeddings in the log): the marker may say so.
         let marker = RunMarker { status: "running".into(), progress: progress.clone() };
         write_atomic(&self.root.join(RUN_MARKER), &to_json(&marker)?)

@@ -182,4 +182,17 @@ pub trait Sink {
     }
     /// Called once at the end of a run that was not a dry run.
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError>;
+    /// The run failed with `error` (after `settle`): a sink that keeps a record of runs notes
+    /// it (`engram status`). Best effort: the run's own error is what the user sees.
+    async fn fail(&mut self, _error: &str) {}
+}
+
+/// This machine's name, for the records of who runs (`engram status`, the JSON directory's
+/// lock file); "localhost" where the system does not say.
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".to_string())
 }

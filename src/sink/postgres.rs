@@ -13,6 +13,7 @@
 //! `[target] engramia_schema` names, is created only in a database that has none of it.
 
 pub(crate) mod catalog;
+pub mod coord;
 pub mod index;
 mod migrate;
 mod preflight;
@@ -70,6 +71,14 @@ pub struct PgSink {
     schema_choice: schema::Choice,
     /// This run created Engramia's schema.
     created_schema: bool,
+    /// Who this run is (shard, host, pid), for `engram_runs` (see `coord`).
+    who: coord::Identity,
+    /// Threads this run was given, for `engram status`.
+    threads_listed: Option<u64>,
+    /// This run's `engram_runs` row carries its identity and it holds its liveness lock.
+    registered: bool,
+    /// This run marked itself as loading into the unindexed table.
+    loading: bool,
 }
 
 /// A run id for `engram_runs` and `audit_log`: time and process id (not part of any key, so
@@ -123,6 +132,10 @@ impl PgSink {
             preflight_ok: false,
             schema_choice: schema::Choice::Auto,
             created_schema: false,
+            who: coord::Identity::of_this_process(None),
+            threads_listed: None,
+            registered: false,
+            loading: false,
         })
     }
 
@@ -130,6 +143,28 @@ impl PgSink {
     pub fn with_index_strategy(mut self, strategy: crate::sink::postgres::index::IndexStrategy) -> Self {
         self.index_strategy = strategy;
         self
+    }
+
+    /// The part of the account this run migrates and how many threads it was given.
+    pub fn with_shard(mut self, shard: Option<String>, threads_listed: usize) -> Self {
+        self.who = coord::Identity::of_this_process(shard);
+        self.threads_listed = Some(threads_listed as u64);
+        self
+    }
+
+    /// Every run engram recorded in this database (`engram status`). Read-only.
+    pub async fn runs(&mut self) -> Result<Vec<coord::RunRow>, SinkError> {
+        let cat = self.catalog().await?.clone();
+        if !cat.has("engram_runs") {
+            return Ok(Vec::new());
+        }
+        if !cat.applied.contains(&4) {
+            return Err(SinkError::Config(format!(
+                "{}: engram's run records predate concurrent runs (its migration 0004 is not applied), so engram cannot tell which runs are alive; the next `engram migrate` into it applies it",
+                self.place
+            )));
+        }
+        coord::runs(&mut self.conn).await.map_err(|e| self.io("reading engram_runs", e))
     }
 
     /// `[target] engramia_schema` (default auto).
@@ -193,6 +228,19 @@ impl PgSink {
     /// Creates Engramia's schema (an empty database) and engram's tables if this database
     /// still needs them (first write only).
     async fn ensure_schema(&mut self) -> Result<(), SinkError> {
+        if !self.catalog().await?.needs_migration() {
+            return Ok(());
+        }
+        // Another run into this database may be migrating it right now: one at a time, and
+        // each looks again once it holds the lock.
+        coord::lock(&mut self.conn, coord::SCHEMA).await.map_err(|e| self.io("waiting for the schema lock", e))?;
+        let result = self.ensure_schema_locked().await;
+        let unlocked = coord::unlock(&mut self.conn, coord::SCHEMA).await.map_err(|e| self.io("releasing the schema lock", e));
+        result.and(unlocked)
+    }
+
+    async fn ensure_schema_locked(&mut self) -> Result<(), SinkError> {
+        self.catalog = None;
         let cat = self.catalog().await?.clone();
         if !cat.needs_migration() {
             return Ok(());
@@ -216,6 +264,138 @@ impl PgSink {
         self.catalog = None;
         self.catalog().await?;
         Ok(())
+    }
+
+    /// Records this run in `engram_runs` with who it is and takes its liveness lock (once,
+    /// before its first write).
+    async fn register(&mut self) -> Result<(), SinkError> {
+        if self.registered {
+            return Ok(());
+        }
+        coord::register(&mut self.conn, &self.run_id, &self.who).await.map_err(|e| self.io("recording the run in engram_runs", e))?;
+        if let Some(n) = self.threads_listed {
+            sqlx::query("UPDATE engram_runs SET threads_listed = $2 WHERE run_id = $1")
+                .bind(&self.run_id)
+                .bind(n as i64)
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| self.io("recording the run in engram_runs", e))?;
+        }
+        self.registered = true;
+        self.run_started = true;
+        Ok(())
+    }
+
+    /// Other live runs loading into the unindexed table, as "run X (shard 1/3)" (none before
+    /// engram's migration 0004, whose rows say who is live).
+    async fn other_loaders(&mut self) -> Result<Vec<String>, SinkError> {
+        if !self.catalog().await?.applied.contains(&4) {
+            return Ok(Vec::new());
+        }
+        let rows = coord::live_loaders(&mut self.conn, &self.run_id).await.map_err(|e| self.io("reading engram_runs", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, shard)| match shard {
+                Some(s) => format!("{id} (shard {s})"),
+                None => id,
+            })
+            .collect())
+    }
+
+    /// What the load would do with the HNSW index, from what the table holds now; with the
+    /// indexes present and those an earlier run left dropped.
+    async fn index_choice(&mut self, adding: u64) -> Result<(crate::sink::LoadPlan, Vec<index::HnswIndex>, Vec<index::HnswIndex>), SinkError> {
+        let cat = self.catalog().await?.clone();
+        // None: the table does not exist yet (an empty database gets the index with Engramia's schema).
+        let (present, held, left_dropped) = if cat.has("memory_embeddings") {
+            let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
+            let left = match cat.has("engram_dropped_indexes") {
+                true => index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?,
+                false => Vec::new(),
+            };
+            let held = index::row_count(&mut self.conn).await.map_err(|e| self.io("counting memory_embeddings", e))?;
+            (Some(present), held, left)
+        } else {
+            (None, 0, Vec::new())
+        };
+        let mut names: Vec<String> = match &present {
+            Some(p) => p.iter().chain(&left_dropped).map(|i| i.name.clone()).collect(),
+            None => vec!["idx_memory_embeddings_hnsw".to_string()],
+        };
+        names.sort();
+        names.dedup();
+        let droppable = self.droppable().await?;
+        let mut choice = index::choose(self.index_strategy, held, adding, droppable, &names);
+        if !left_dropped.is_empty() {
+            let which: Vec<&str> = left_dropped.iter().map(|i| i.name.as_str()).collect();
+            let loaders = self.other_loaders().await?;
+            choice.reason = if loaders.is_empty() {
+                format!(
+                    "{} (an earlier run dropped {} and was stopped before rebuilding it; {})",
+                    choice.reason,
+                    which.join(", "),
+                    if choice.action == "rebuild" { "it stays dropped for this load" } else { "this run rebuilds it" }
+                )
+            } else {
+                choice.action = "rebuild";
+                format!(
+                    "{} is dropped for the load of run {}, still going: this run loads into the unindexed table too, and the last of them to finish rebuilds it",
+                    which.join(", "),
+                    loaders.join(", ")
+                )
+            };
+        }
+        Ok((choice, present.unwrap_or_default(), left_dropped))
+    }
+
+    /// Under the index lock: drops the index for this load, joins another live run's drop, or
+    /// rebuilds what a stopped run left dropped.
+    async fn prepare_index(&mut self, adding: u64) -> Result<crate::sink::LoadPlan, SinkError> {
+        let (choice, present, left_dropped) = self.index_choice(adding).await?;
+        if choice.action == "rebuild" {
+            if left_dropped.is_empty() {
+                index::drop_for_load(&mut self.conn, &self.run_id, &present)
+                    .await
+                    .map_err(|e| self.io("dropping the HNSW index for the load", e))?;
+            }
+            coord::set_loading(&mut self.conn, &self.run_id, true).await.map_err(|e| self.io("recording the load in engram_runs", e))?;
+            self.loading = true;
+        } else if !left_dropped.is_empty() {
+            self.restore_index().await?;
+        }
+        Ok(choice)
+    }
+
+    /// Under the index lock: this run's load is over; the last live loader rebuilds.
+    async fn settle_locked(&mut self) -> Result<Vec<String>, SinkError> {
+        if self.loading {
+            coord::set_loading(&mut self.conn, &self.run_id, false).await.map_err(|e| self.io("recording the load's end in engram_runs", e))?;
+            self.loading = false;
+        }
+        let left = index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?;
+        if left.is_empty() {
+            return Ok(Vec::new());
+        }
+        let loaders = self.other_loaders().await?;
+        if !loaders.is_empty() {
+            let names: Vec<&str> = left.iter().map(|i| i.name.as_str()).collect();
+            return Ok(vec![format!(
+                "the HNSW index {} stays dropped while run {} loads: its rebuild is left to the last of them to finish",
+                names.join(", "),
+                loaders.join(", ")
+            )]);
+        }
+        self.restore_index().await
+    }
+
+    async fn restore_index(&mut self) -> Result<Vec<String>, SinkError> {
+        let place = self.place.clone();
+        let built = index::restore(&mut self.conn).await.map_err(|e| {
+            SinkError::Io(format!(
+                "rebuilding the HNSW index in PostgreSQL at {place}: {e}. The patterns are written; Engramia searches without the index (slowly) until the next engram run rebuilds it."
+            ))
+        })?;
+        Ok(built.into_iter().map(|(name, took)| format!("rebuilt the HNSW index {name} in {:.1} s", took.as_secs_f64())).collect())
     }
 
     /// True where the bare-key layout keeps `scope` from holding a skills registry (another
@@ -276,6 +456,7 @@ impl PgSink {
     async fn write_batch(&mut self, batch: &[Embedded]) -> Result<(), SinkError> {
         self.check_batch(batch).await?;
         self.ensure_schema().await?;
+        self.register().await?;
         let cat = self.catalog().await?.clone();
         // Later records win within a batch (the plan never repeats a key; this is a guard,
         // since one upsert statement cannot touch a row twice).
@@ -336,8 +517,11 @@ impl PgSink {
         let mut applied = Applied { owner: cat.registry_owner.clone(), ..Default::default() };
 
         let mut tx = self.conn.begin().await.map_err(|e| io("starting a transaction", e))?;
-        if !self.run_started {
-            write::start_run(&mut tx, &self.run_id).await.map_err(|e| io("recording the run", e))?;
+        // Batches of concurrent runs commit one after another (see `coord`); what another run
+        // committed before this one got the lock is read below, inside the transaction.
+        coord::lock_writes(&mut tx).await.map_err(|e| io("waiting for other runs' batches", e))?;
+        if bare {
+            applied.owner = catalog::registry_owner(&mut tx).await.map_err(|e| io("reading the skills registry", e))?;
         }
         for (scope, keys) in removals {
             write::delete_patterns(&mut tx, scope, keys, cat.has_ledger()).await.map_err(|e| io("removing replaced patterns", e))?;
@@ -427,10 +611,19 @@ impl Sink for PgSink {
                 let left = index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?;
                 if !left.is_empty() {
                     let names: Vec<&str> = left.iter().map(|i| i.name.as_str()).collect();
-                    notes.push(format!(
-                        "an earlier run dropped the HNSW index {} for its load and was stopped before rebuilding it; this run rebuilds it (a dry run does not)",
-                        names.join(", ")
-                    ));
+                    let loaders = self.other_loaders().await?;
+                    notes.push(if loaders.is_empty() {
+                        format!(
+                            "an earlier run dropped the HNSW index {} for its load and was stopped before rebuilding it; this run rebuilds it (a dry run does not)",
+                            names.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "the HNSW index {} is dropped for the load of run {}, still going; the last run loading rebuilds it",
+                            names.join(", "),
+                            loaders.join(", ")
+                        )
+                    });
                 }
             }
             return Ok(notes);
@@ -528,10 +721,16 @@ impl Sink for PgSink {
     }
 
     async fn previous_run(&mut self) -> Result<Option<PreviousRun>, SinkError> {
-        if !self.catalog().await?.has("engram_runs") {
+        let cat = self.catalog().await?.clone();
+        if !cat.has("engram_runs") {
             return Ok(None);
         }
-        let row = write::unfinished_run(&mut self.conn).await.map_err(|e| self.io("reading engram_runs", e))?;
+        let row = if cat.applied.contains(&4) {
+            coord::unfinished_run(&mut self.conn, &self.run_id, self.who.shard.as_deref()).await
+        } else {
+            write::unfinished_run(&mut self.conn).await
+        };
+        let row = row.map_err(|e| self.io("reading engram_runs", e))?;
         Ok(row.map(|(run_id, batches, records, last_thread)| PreviousRun {
             run_id,
             batches: batches.max(0) as u64,
@@ -551,51 +750,17 @@ impl Sink for PgSink {
     }
 
     async fn plan_load(&mut self, adding: u64, apply: bool) -> Result<Option<crate::sink::LoadPlan>, SinkError> {
-        let cat = self.catalog().await?.clone();
-        // None: the table does not exist yet (an empty database gets the index with Engramia's schema).
-        let (present, held, left_dropped) = if cat.has("memory_embeddings") {
-            let present = index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?;
-            let left = match cat.has("engram_dropped_indexes") {
-                true => index::dropped(&mut self.conn).await.map_err(|e| self.io("reading engram_dropped_indexes", e))?,
-                false => Vec::new(),
-            };
-            let held = index::row_count(&mut self.conn).await.map_err(|e| self.io("counting memory_embeddings", e))?;
-            (Some(present), held, left)
-        } else {
-            (None, 0, Vec::new())
-        };
-        let mut names: Vec<String> = match &present {
-            Some(p) => p.iter().chain(&left_dropped).map(|i| i.name.clone()).collect(),
-            None => vec!["idx_memory_embeddings_hnsw".to_string()],
-        };
-        names.sort();
-        names.dedup();
-        let droppable = self.droppable().await?;
-        let mut choice = index::choose(self.index_strategy, held, adding, droppable, &names);
-        if !left_dropped.is_empty() {
-            let which: Vec<&str> = left_dropped.iter().map(|i| i.name.as_str()).collect();
-            choice.reason = format!(
-                "{} (an earlier run dropped {} and was stopped before rebuilding it; {})",
-                choice.reason,
-                which.join(", "),
-                if choice.action == "rebuild" { "it stays dropped for this load" } else { "this run rebuilds it" }
-            );
-        }
         if !apply {
-            return Ok(Some(choice));
+            return self.index_choice(adding).await.map(|(choice, _, _)| Some(choice));
         }
         self.ensure_schema().await?;
-        if choice.action == "rebuild" {
-            let present = match present {
-                Some(p) => p,
-                None => index::hnsw_indexes(&mut self.conn).await.map_err(|e| self.io("reading memory_embeddings' indexes", e))?,
-            };
-            index::drop_for_load(&mut self.conn, &self.run_id, &present)
-                .await
-                .map_err(|e| self.io("dropping the HNSW index for the load", e))?;
-        } else if !left_dropped.is_empty() {
-            self.settle().await?;
-        }
+        self.register().await?;
+        // The decision and the drop are taken by one run at a time, on what the others did.
+        coord::lock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("waiting for the index lock", e))?;
+        let result = self.prepare_index(adding).await;
+        let unlocked = coord::unlock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("releasing the index lock", e));
+        let choice = result?;
+        unlocked?;
         Ok(Some(choice))
     }
 
@@ -603,17 +768,25 @@ impl Sink for PgSink {
         if !self.preflight_ok {
             return Ok(Vec::new());
         }
-        let cat = self.catalog().await?.clone();
-        if !cat.has("engram_dropped_indexes") {
+        if !self.catalog().await?.has("engram_dropped_indexes") {
             return Ok(Vec::new());
         }
-        let place = self.place.clone();
-        let built = index::restore(&mut self.conn).await.map_err(|e| {
-            SinkError::Io(format!(
-                "rebuilding the HNSW index in PostgreSQL at {place}: {e}. The patterns are written; Engramia searches without the index (slowly) until the next engram run rebuilds it."
-            ))
-        })?;
-        Ok(built.into_iter().map(|(name, took)| format!("rebuilt the HNSW index {name} in {:.1} s", took.as_secs_f64())).collect())
+        coord::lock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("waiting for the index lock", e))?;
+        let result = self.settle_locked().await;
+        let unlocked = coord::unlock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("releasing the index lock", e));
+        let notes = result?;
+        unlocked?;
+        Ok(notes)
+    }
+
+    async fn fail(&mut self, error: &str) {
+        if !self.registered {
+            return;
+        }
+        // Best effort: the run is failing already, and the row stays unfinished either way.
+        if let Err(e) = coord::mark_failed(&mut self.conn, &self.run_id, error).await {
+            tracing::warn!(error = %e, "could not record the failure in engram_runs");
+        }
     }
 
     async fn finish(&mut self, run: &RunInfo) -> Result<(), SinkError> {
@@ -629,8 +802,12 @@ impl Sink for PgSink {
         if run.wrote_anything && !self.written.is_empty() {
             write::finish_run(&mut tx, &self.run_id, &run.source, &self.written).await.map_err(io)?;
         }
-        // This run did (or found done) whatever an earlier, killed run had left.
-        write::complete_earlier_runs(&mut tx, &self.run_id).await.map_err(io)?;
+        // This run did (or found done) whatever an earlier, killed run of its shard had left.
+        if self.catalog.as_ref().is_some_and(|c| c.applied.contains(&4)) {
+            coord::complete_earlier_runs(&mut tx, &self.run_id, self.who.shard.as_deref()).await.map_err(io)?;
+        } else {
+            write::complete_earlier_runs(&mut tx, &self.run_id).await.map_err(io)?;
+        }
         tx.commit().await.map_err(io)?;
         Ok(())
     }

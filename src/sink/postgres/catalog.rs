@@ -128,7 +128,7 @@ impl Catalog {
 
     /// True when the first write must run migrations (Engramia's schema, engram's tables, or both).
     pub fn needs_migration(&self) -> bool {
-        let latest_ledger = self.applied.contains(&2) && self.applied.contains(&3) && self.has_ledger();
+        let latest_ledger = [2, 3, 4].iter().all(|v| self.applied.contains(v)) && self.has_ledger();
         !latest_ledger || self.creates_engramia_schema()
     }
 }
@@ -202,16 +202,20 @@ pub async fn inspect(conn: &mut PgConnection) -> Result<Catalog, Sql> {
     if cat.has("memory_data") && cat.has("memory_embeddings") {
         cat.layout = key_layout(conn).await?;
         if cat.layout == Some(KeyLayout::BareKey) {
-            let owner: Option<(String, String)> = sqlx::query_as(
-                "SELECT tenant_id, project_id FROM memory_data WHERE key = $1 ORDER BY tenant_id, project_id LIMIT 1",
-            )
-            .bind(REGISTRY_KEY)
-            .fetch_optional(&mut *conn)
-            .await?;
-            cat.registry_owner = owner.map(|(t, p)| Scope::new(t, p));
+            cat.registry_owner = registry_owner(conn).await?;
         }
     }
     Ok(cat)
+}
+
+/// With the bare-key layout: the scope holding the database's one skills registry row.
+pub async fn registry_owner(conn: &mut PgConnection) -> Result<Option<Scope>, Sql> {
+    let owner: Option<(String, String)> =
+        sqlx::query_as("SELECT tenant_id, project_id FROM memory_data WHERE key = $1 ORDER BY tenant_id, project_id LIMIT 1")
+            .bind(REGISTRY_KEY)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(owner.map(|(t, p)| Scope::new(t, p)))
 }
 
 /// `vector(1536)` -> 1536; `vector` without a size -> None.

@@ -1,6 +1,6 @@
 //! What engram creates in the target: Engramia's schema (only in a database that has none of
 //! it: `migrations/engramia_<revision>_*.sql`, Engramia's own migrations as offline SQL, with
-//! its `alembic_version` row) and engram's own tables (`migrations/0002_*`, `0003_*`, run with
+//! its `alembic_version` row) and engram's own tables (`migrations/0002_*` to `0004_*`, run with
 //! sqlx's runtime `Migrator` and tracked in `engram_migrations`, not sqlx's default
 //! `_sqlx_migrations`, so that everything engram adds is recognisably engram's).
 //!
@@ -16,12 +16,14 @@ use sqlx::{PgConnection, SqlSafeStr};
 
 const LEDGER_SQL: &str = include_str!("../../../migrations/0002_engram_ledger.sql");
 const DROPPED_INDEXES_SQL: &str = include_str!("../../../migrations/0003_engram_dropped_indexes.sql");
+const CONCURRENT_RUNS_SQL: &str = include_str!("../../../migrations/0004_engram_concurrent_runs.sql");
 
 /// The migrator of engram's own tables.
 pub fn migrator() -> Migrator {
     let list = vec![
         Migration::new(2, "engram_ledger".into(), MigrationType::Simple, LEDGER_SQL.into_sql_str(), false),
         Migration::new(3, "engram_dropped_indexes".into(), MigrationType::Simple, DROPPED_INDEXES_SQL.into_sql_str(), false),
+        Migration::new(4, "engram_concurrent_runs".into(), MigrationType::Simple, CONCURRENT_RUNS_SQL.into_sql_str(), false),
     ];
     let mut m = Migrator::with_migrations(list);
     m.dangerous_set_table_name(MIGRATIONS_TABLE);

@@ -316,15 +316,6 @@ pub async fn upsert_ledger(conn: &mut PgConnection, run_id: &str, batch: &[&Embe
     Ok(())
 }
 
-pub async fn start_run(conn: &mut PgConnection, run_id: &str) -> Result<(), Sql> {
-    sqlx::query("INSERT INTO engram_runs (run_id, engram_version) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING")
-        .bind(run_id)
-        .bind(env!("CARGO_PKG_VERSION"))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// What one run wrote into one scope.
 #[derive(Debug, Clone, Default)]
 pub struct ScopeCounts {
@@ -374,7 +365,7 @@ pub async fn unfinished_run(conn: &mut PgConnection) -> Result<Option<(String, i
 }
 
 pub async fn mark_progress(conn: &mut PgConnection, run_id: &str, batches: i64, records: i64, last_thread: Option<&str>) -> Result<(), Sql> {
-    sqlx::query("UPDATE engram_runs SET batches = $2, records = $3, last_thread = $4 WHERE run_id = $1")
+    sqlx::query("UPDATE engram_runs SET batches = $2, records = $3, last_thread = $4, heartbeat_at = now() WHERE run_id = $1")
         .bind(run_id)
         .bind(batches)
         .bind(records)
