@@ -75,6 +75,16 @@ fn state(url: &str) -> BTreeMap<&'static str, Vec<String>> {
     s
 }
 
+/// Every file Engramia reads in a JSON directory, parsed, keys sorted: a run killed mid-batch
+/// and finished by the next may leave the same entries in another order.
+fn json_files(dir: &Path) -> BTreeMap<std::path::PathBuf, String> {
+    storage(dir)
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "json"))
+        .map(|(p, bytes)| (p, canonical(&String::from_utf8_lossy(&bytes))))
+        .collect()
+}
+
 /// The demo account, answering each request after 25-40 ms, so that runs overlap.
 fn slow_server() -> Server {
     Server::start(
@@ -107,6 +117,48 @@ fn spawn_shard(ws: &Workspace, url: &str, shard: &str) -> Child {
 
 fn report(ws: &Workspace, shard: &str) -> Value {
     serde_json::from_slice(&std::fs::read(ws.path(&format!("report-{}.json", shard.replace('/', "-")))).unwrap()).unwrap()
+}
+
+fn signal(child: &Child, which: &str) {
+    let ok = std::process::Command::new("kill").arg(which).arg(child.id().to_string()).status().unwrap().success();
+    assert!(ok, "kill {which} {}", child.id());
+}
+
+/// SIGSTOPs the run of `shard` at a moment its session is idle and holds none of engram's
+/// shared locks (only its own liveness lock), so that the others are not blocked by it.
+fn freeze_outside_a_transaction(child: &Child, url: &str, shard: &'static str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        signal(child, "-STOP");
+        std::thread::sleep(Duration::from_millis(30));
+        let (idle, shared_locks) = db(url, async |c| {
+            let backend = "(SELECT l.pid FROM pg_locks l JOIN engram_runs r ON l.objid = r.lock_key::bigint::oid \
+                 WHERE l.locktype = 'advisory' AND l.classid = 1701734259::bigint::oid AND l.granted AND r.shard = $1)";
+            let state: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT state FROM pg_stat_activity WHERE pid = {backend}")))
+                .bind(shard)
+                .fetch_optional(&mut *c)
+                .await
+                .unwrap();
+            let held: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM pg_locks WHERE pid = {backend} AND locktype = 'advisory' AND classid = 1701734258::bigint::oid"
+            )))
+            .bind(shard)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+            (state.as_deref() == Some("idle"), held)
+        });
+        if idle && shared_locks == 0 {
+            return;
+        }
+        signal(child, "-CONT");
+        assert!(Instant::now() < deadline, "shard {shard} was never idle outside a transaction");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn notes_of(report: &Value) -> Vec<String> {
+    report["target_notes"].as_array().map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 fn wait_ok(child: Child, what: &str) {
@@ -154,7 +206,7 @@ fn three_concurrent_shards_end_in_the_state_of_one_sequential_run() {
     assert_eq!(read, 7, "the shards read the demo's 7 readable threads between them, each once");
     let listed: Vec<u64> = reports.iter().map(|r| r["threads"]["listed"].as_u64().unwrap()).collect();
     assert_eq!(listed.iter().sum::<u64>(), 8, "the 8 listed threads split without overlap: {listed:?}");
-    let notes: Vec<String> = reports.iter().flat_map(|r| r["target_notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string())).collect();
+    let notes: Vec<String> = reports.iter().flat_map(notes_of).collect();
     assert!(notes.iter().any(|n| n.contains("rebuilt the HNSW index")), "some run rebuilt the index: {notes:?}");
 
     let st = status(&ws, &url);
@@ -170,6 +222,56 @@ fn three_concurrent_shards_end_in_the_state_of_one_sequential_run() {
     let again = migrate_ok(&ws, Path::new(&url), &["--shard", "2/3"]);
     assert_eq!(again["resumed"], Value::Null, "{again:#}");
     assert_eq!(state(&url), got);
+}
+
+/// A run that finishes while another is still loading into the unindexed table leaves the
+/// rebuild to it (rebuilding under it would make every later insert walk the graph, and two
+/// rebuilds at once collide); the one still loading rebuilds when it ends.
+#[test]
+fn a_run_that_finishes_first_leaves_the_rebuild_to_the_one_still_loading() {
+    let reference = sequential("conc_leave_reference");
+    let slow = slow_server();
+    let fast = Server::demo();
+    let (slow_ws, fast_ws) = (workspace(&slow), workspace(&fast));
+    let url = fresh_database("conc_leave");
+    let slow_run = spawn_shard(&slow_ws, &url, "1/2");
+    // Once the slow run has dropped the index for its load, it is frozen (SIGSTOP: alive, its
+    // session and locks held, loading nothing) until the fast one has finished.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let dropped = db(&url, async |c| {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM engram_dropped_indexes").fetch_one(c).await.unwrap_or(0)
+        });
+        if dropped > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow run dropped no index within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    freeze_outside_a_transaction(&slow_run, &url, "1/2");
+    let st = status(&fast_ws, &url);
+    assert_eq!(st["shards"]["2"], serde_json::json!({"1/2": "running", "2/2": "not started"}), "{st:#}");
+    // ... the fast one starts, joins the load, finishes first and leaves the index to it.
+    let fast_run = spawn_shard(&fast_ws, &url, "2/2");
+    wait_ok(fast_run, "the fast shard");
+    let fast_report = report(&fast_ws, "2/2");
+    let notes = notes_of(&fast_report);
+    assert!(notes.iter().any(|n| n.contains("its rebuild is left to the last of them")), "{fast_report:#}");
+    assert!(!notes.iter().any(|n| n.contains("rebuilt")), "{fast_report:#}");
+    assert!(fast_report["index"]["reason"].as_str().unwrap().contains("still going"), "{fast_report:#}");
+    let slow_still_going = db(&url, async |c| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM engram_dropped_indexes").fetch_one(c).await.unwrap()
+    });
+    assert_eq!(slow_still_going, 1, "the index stays dropped while the slow run loads");
+
+    signal(&slow_run, "-CONT");
+    wait_ok(slow_run, "the slow shard");
+    let slow_notes = notes_of(&report(&slow_ws, "1/2"));
+    assert!(slow_notes.iter().any(|n| n.contains("rebuilt the HNSW index idx_memory_embeddings_hnsw")), "{slow_notes:?}");
+    let got = state(&url);
+    for (table, rows) in &reference {
+        assert_eq!(&got[table], rows, "{table} differs from the sequential run's");
+    }
 }
 
 #[test]
@@ -256,7 +358,6 @@ fn a_json_directory_takes_one_run_at_a_time_and_a_dead_holders_lock_is_taken_ove
     assert!(err.contains("another engram run") && err.contains(&format!("pid {}", first.id())) && err.contains("_engram.lock"), "{err}");
     wait_ok(first, "the first run");
     assert!(!lock.exists(), "the lock is released at the end of the run");
-    let reference = storage(&dir);
 
     // Killed while holding the lock: the next run finds the process gone and takes over.
     let other = ws.path("data2");
@@ -284,5 +385,5 @@ fn a_json_directory_takes_one_run_at_a_time_and_a_dead_holders_lock_is_taken_ove
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("took over the lock file _engram.lock"), "{}", text(&out));
     assert!(!other_lock.exists());
-    assert_eq!(storage(&other), reference, "the run after the takeover ends where an uninterrupted one does");
+    assert_eq!(json_files(&other), json_files(&dir), "the run after the takeover ends where an uninterrupted one does");
 }
