@@ -16,6 +16,9 @@ pub struct Report {
     pub resumed: Option<crate::sink::PreviousRun>,
     pub dry_run: bool,
     pub source: String,
+    /// `--shard I/N`: the part of the account this run took (`threads.listed` counts its part).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub target: String,
     pub threads: ThreadCounts,
     pub scopes: Vec<ScopeReport>,
@@ -407,6 +410,9 @@ impl Report {
         out.push_str(headline);
         out.push('\n');
         out.push_str(&format!("  source   {}\n  target   {}\n", self.source, self.target));
+        if let Some(shard) = &self.shard {
+            out.push_str(&format!("  shard    {shard}: the threads, tools and files whose id falls in it\n"));
+        }
         if let Some(r) = &self.resumed {
             out.push_str(&format!(
                 "  resumed  run {} had stopped after {} batches ({} records, last thread {}); finishing its work\n",

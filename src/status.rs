@@ -112,7 +112,11 @@ impl StatusReport {
                 out.push_str(&format!("  shards of {n}: {}\n", list.join(", ")));
                 out.push_str(&match left.len() {
                     0 => format!("  all {n} shards are done\n"),
-                    _ => format!("  left: {} (run `engram migrate --shard I/{n}` for each)\n", left.join(", ")),
+                    _ => format!(
+                        "  left: {} (run `engram migrate` with {})\n",
+                        left.join(", "),
+                        left.iter().map(|p| format!("--shard {p}")).collect::<Vec<_>>().join(", ")
+                    ),
                 });
             }
         }
@@ -145,23 +149,7 @@ mod tests {
     use super::*;
 
     fn run(shard: &str, live: bool, finished: bool) -> RunRow {
-        RunRow {
-            run_id: format!("r-{shard}"),
-            shard: Some(shard.into()),
-            host: None,
-            pid: None,
-            started_at: String::new(),
-            heartbeat_at: None,
-            finished_at: finished.then(String::new),
-            failed_at: None,
-            error: None,
-            completed_by: None,
-            batches: 0,
-            records: 0,
-            threads_listed: None,
-            live,
-            state: "",
-        }
+        RunRow::example(Some(shard), live, finished, false, false)
     }
 
     #[test]

@@ -202,6 +202,7 @@ fn three_concurrent_shards_end_in_the_state_of_one_sequential_run() {
     }
 
     let reports: Vec<Value> = ["1/3", "2/3", "3/3"].iter().map(|s| report(&ws, s)).collect();
+    assert_eq!(reports.iter().map(|r| r["shard"].as_str().unwrap()).collect::<Vec<_>>(), ["1/3", "2/3", "3/3"]);
     let read: u64 = reports.iter().map(|r| r["threads"]["read"].as_u64().unwrap()).sum();
     assert_eq!(read, 7, "the shards read the demo's 7 readable threads between them, each once");
     let listed: Vec<u64> = reports.iter().map(|r| r["threads"]["listed"].as_u64().unwrap()).collect();
@@ -328,28 +329,28 @@ fn a_json_directory_takes_one_run_at_a_time_and_a_dead_holders_lock_is_taken_ove
     let ws = Workspace::new(&server.base_url, "concurrency = 1", "[target]\nbatch_size = 4\n[scope]\ntenant = \"acme\"\nproject = \"{assistant.name}\"\n");
     let dir = ws.path("data");
     let lock = dir.join("_engram.lock");
-    let spawn = || {
+    let spawn = |target: &Path| {
         engram()
             .args(["migrate", "--quiet", "--config"])
             .arg(ws.mapping())
             .arg("--target")
-            .arg(&dir)
+            .arg(target)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
-    let wait_for_lock = |child: &mut Child| {
+    let wait_for_lock = |child: &mut Child, lock: &Path| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !lock.exists() {
-            assert!(child.try_wait().unwrap().is_none(), "the first run ended before it took the lock");
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before it took the lock");
             assert!(Instant::now() < deadline, "no lock file within 60 s");
             std::thread::sleep(Duration::from_millis(5));
         }
     };
 
-    let mut first = spawn();
-    wait_for_lock(&mut first);
+    let mut first = spawn(&dir);
+    wait_for_lock(&mut first, &lock);
     let holder: Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
     assert_eq!(holder["pid"], first.id());
     let second = run(engram().args(["migrate", "--config"]).arg(ws.mapping()).arg("--target").arg(&dir));
@@ -361,21 +362,9 @@ fn a_json_directory_takes_one_run_at_a_time_and_a_dead_holders_lock_is_taken_ove
 
     // Killed while holding the lock: the next run finds the process gone and takes over.
     let other = ws.path("data2");
-    let mut killed = engram()
-        .args(["migrate", "--quiet", "--config"])
-        .arg(ws.mapping())
-        .arg("--target")
-        .arg(&other)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut killed = spawn(&other);
     let other_lock = other.join("_engram.lock");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !other_lock.exists() {
-        assert!(killed.try_wait().unwrap().is_none() && Instant::now() < deadline, "no lock file");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_lock(&mut killed, &other_lock);
     killed.kill().unwrap();
     killed.wait().unwrap();
     assert!(other_lock.exists(), "SIGKILL leaves the lock behind");

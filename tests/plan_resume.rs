@@ -198,10 +198,12 @@ fn a_killed_run_is_finished_by_the_next_with_the_same_result() {
     assert!(partial.len() < storage(&reference).len(), "the kill came too late to test anything");
     // No temporary file is left visible to Engramia as a pattern; the one other file is the
     // embeddings log and engram's ledger log of each scope (Engramia reads *.json only),
-    // merged by the next run.
+    // merged by the next run, and the lock file the killed run held and the temporary file of a
+    // write it was killed in (both taken over and swept by the next).
     assert!(
         partial.keys().all(|p| p.extension().is_none_or(|e| e == "json")
-            || p.file_name().is_some_and(|n| n == "_embeddings.wal" || n == "_engram_records.wal")),
+            || p.file_name().is_some_and(|n| n == "_embeddings.wal" || n == "_engram_records.wal" || n == "_engram.lock")
+            || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".engram-") && n.to_string_lossy().ends_with(".tmp"))),
         "{:?}",
         partial.keys()
     );

@@ -30,6 +30,7 @@ impl Run<'_> {
             resumed,
             dry_run: self.s.args.dry_run,
             source,
+            shard: self.s.config.shard.map(|s| s.to_string()),
             target: sink.describe(),
             threads,
             scopes: scope_reports(&c.tally),

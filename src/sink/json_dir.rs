@@ -164,6 +164,11 @@ impl JsonDirSink {
         std::fs::create_dir_all(&self.root).map_err(|e| SinkError::Io(format!("creating {}: {e}", self.root.display())))?;
         let taken = lock::take(&self.root, "")?;
         self.lock = Some(taken.lock);
+        if taken.took_over.is_some() {
+            // The dead run may have been killed inside an atomic write: its temporary files
+            // (never read by Engramia, which reads *.json) are garbage now that no run writes.
+            lock::sweep_temporaries(&self.root);
+        }
         Ok(taken.took_over)
     }
 

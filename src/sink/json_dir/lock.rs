@@ -105,6 +105,26 @@ pub fn take(root: &Path, run_id: &str) -> Result<Taken, SinkError> {
     Err(SinkError::Io(format!("{}: another run took the lock file {} as this one removed a stale one; rerun", root.display(), path.display())))
 }
 
+/// Removes the temporary files of atomic writes (`fs_atomic`: `.engram-*.tmp`) anywhere below
+/// `root`; only for the holder of the lock, when a dead run's may be left. Best effort.
+pub fn sweep_temporaries(root: &Path) {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_file() && name.starts_with(".engram-") && name.ends_with(".tmp") => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The holder recorded in a lock file, if it is there and parses.
 pub fn read(path: &Path) -> Option<Holder> {
     std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
@@ -147,8 +167,14 @@ mod tests {
         child.wait().unwrap();
         let dead = Holder { pid, host: crate::sink::host_name(), started_at: "2026-12-07T00:00:00Z".into(), run_id: "gone".into() };
         std::fs::write(dir.path().join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+        std::fs::create_dir_all(dir.path().join("acme/bot/patterns")).unwrap();
+        std::fs::write(dir.path().join("acme/bot/patterns/.engram-a1b2c3.tmp"), "{\"task\"").unwrap();
+        std::fs::write(dir.path().join("acme/bot/patterns/p_1.json"), "{}").unwrap();
         let taken = take(dir.path(), "run-c").unwrap();
         assert_eq!(taken.took_over, Some(dead));
+        sweep_temporaries(dir.path());
+        assert!(!dir.path().join("acme/bot/patterns/.engram-a1b2c3.tmp").exists());
+        assert!(dir.path().join("acme/bot/patterns/p_1.json").exists());
         assert_eq!(read(&dir.path().join(LOCK_FILE)).unwrap().run_id, "run-c");
     }
 

@@ -173,6 +173,29 @@ pub struct RunRow {
 }
 
 impl RunRow {
+    /// A row for tests: `shard`, and which of live / finished / completed / failed it is.
+    #[cfg(test)]
+    pub(crate) fn example(shard: Option<&str>, live: bool, finished: bool, completed: bool, failed: bool) -> RunRow {
+        let at = |b: bool| b.then(|| "2026-12-07T00:00:00Z".to_string());
+        RunRow {
+            run_id: format!("r-{}", shard.unwrap_or("all")),
+            shard: shard.map(str::to_string),
+            host: None,
+            pid: None,
+            started_at: String::new(),
+            heartbeat_at: None,
+            finished_at: at(finished),
+            failed_at: at(failed),
+            error: None,
+            completed_by: completed.then(|| "r2".to_string()),
+            batches: 0,
+            records: 0,
+            threads_listed: None,
+            live,
+            state: "",
+        }
+    }
+
     /// running, done, failed, stopped (killed or interrupted), or completed (by a later run).
     pub fn state(&self) -> &'static str {
         match (self.live, &self.finished_at, &self.completed_by, &self.failed_at) {
@@ -245,33 +268,12 @@ mod tests {
         assert_eq!(a, lock_key("engram-1765000000-001-4242"));
     }
 
-    fn row(live: bool, finished: bool, completed: bool, failed: bool) -> RunRow {
-        let s = |b: bool| b.then(|| "2026-12-07T00:00:00Z".to_string());
-        RunRow {
-            run_id: "r".into(),
-            shard: None,
-            host: None,
-            pid: None,
-            started_at: String::new(),
-            heartbeat_at: None,
-            finished_at: s(finished),
-            failed_at: s(failed),
-            error: None,
-            completed_by: completed.then(|| "r2".to_string()),
-            batches: 0,
-            records: 0,
-            threads_listed: None,
-            live,
-            state: "",
-        }
-    }
-
     #[test]
     fn states() {
-        assert_eq!(row(true, false, false, false).state(), "running");
-        assert_eq!(row(false, true, false, false).state(), "done");
-        assert_eq!(row(false, false, true, true).state(), "completed");
-        assert_eq!(row(false, false, false, true).state(), "failed");
-        assert_eq!(row(false, false, false, false).state(), "stopped");
+        assert_eq!(RunRow::example(None, true, false, false, false).state(), "running");
+        assert_eq!(RunRow::example(None, false, true, false, false).state(), "done");
+        assert_eq!(RunRow::example(None, false, false, true, true).state(), "completed");
+        assert_eq!(RunRow::example(None, false, false, false, true).state(), "failed");
+        assert_eq!(RunRow::example(None, false, false, false, false).state(), "stopped");
     }
 }
