@@ -490,3 +490,56 @@ fn demo_migrates_into_a_postgres_server_with_a_database_key_per_project() {
     assert_eq!((total(&again, "create"), total(&again, "update")), (0, 0), "{again:#}");
     assert_eq!(total(&again, "unchanged"), total(&report, "create"));
 }
+
+/// `kill -9` between two imports: the server holds what was acknowledged, the next run reads
+/// it back (`/v1/governance/export`), creates only the rest, and everything is recallable.
+#[test]
+fn a_run_killed_between_imports_is_finished_by_the_next_without_creating_anything_twice() {
+    let standin = Server::demo();
+    let server = Engramia::start(&python_engramia07(), &standin.base_url, &[]);
+    // Five records an import: the demo goes in about twenty, so the kill falls between two.
+    let ws = workspace(&standin.base_url, &server.url, &format!("{ONE_PROJECT}[target.server]\nmax_records_per_request = 5\n"));
+    let (out, plan) = migrate(&ws, Some(KEY), &[], &["--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let planned = total(&plan, "create");
+
+    let mut child = engram()
+        .env("ENGRAMIA_API_KEY", KEY)
+        .args(["migrate", "--quiet", "--config"])
+        .arg(ws.mapping())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !server.log().contains("\"POST /v1/import HTTP/1.1\" 200") {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first import was acknowledged");
+        assert!(std::time::Instant::now() < deadline, "no import within 120 s:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // An import the server had begun may still finish after the client is gone: wait until the
+    // count holds still.
+    let mut partial = server.pattern_count(KEY);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = server.pattern_count(KEY);
+        if now == partial {
+            break;
+        }
+        partial = now;
+    }
+    assert!(partial > 0 && partial < planned, "the kill came too late to test anything: {partial} of {planned}");
+
+    let (out, resumed) = migrate(&ws, Some(KEY), &[], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    // What the killed run stored is not created again: unchanged, or an update where it was
+    // killed before registering the pattern's skills (skills go after their patterns).
+    assert_eq!(total(&resumed, "unchanged") + total(&resumed, "update"), partial, "{resumed:#}");
+    assert_eq!(total(&resumed, "create"), planned - partial, "{resumed:#}");
+    let stored = server.export(KEY);
+    assert_eq!(stored.len() as u64, planned);
+    let (recalled, _) = assert_recallable(&server, KEY, &stored, 10);
+    assert_eq!(recalled as u64, planned);
+}

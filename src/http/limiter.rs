@@ -2,8 +2,9 @@
 //! `"auto"` — found while the run goes, in the spirit of TCP's congestion control.
 //!
 //! With `auto` the limit starts at 4 and doubles each round trip while throughput keeps
-//! rising (slow start); once a doubling no longer pays, it stays there and grows by one per
-//! round trip while throughput still rises (additive increase). A 429 halves it and a 5xx
+//! rising or answers come about as fast as the fastest seen (nothing queues at the server, as
+//! TCP Vegas reads it; slow start); once a doubling no longer pays, it goes back to where it did
+//! and grows by one per round trip under the same test (additive increase). A 429 halves it and a 5xx
 //! takes a quarter off, at most once a round trip (multiplicative decrease). It never passes
 //! what the server's declared budget can carry: a rate of R requests/s answered in L s each
 //! needs about R×L in flight, so the limit is held at that (plus a margin for jitter) once the
@@ -88,6 +89,8 @@ struct State {
     last_rate: f64,
     /// Mean latency of answered requests (exponentially weighted).
     latency: Option<Duration>,
+    /// The fastest answer seen: the latency without queueing, as TCP Vegas' base RTT.
+    base_latency: Option<Duration>,
     last_decrease: Option<Instant>,
     /// Requests per second the server declares (or the mapping configures).
     declared_rate: Option<f64>,
@@ -112,6 +115,7 @@ impl Limiter {
                 window_start: None,
                 last_rate: 0.0,
                 latency: None,
+                base_latency: None,
                 last_decrease: None,
                 declared_rate: None,
                 reason,
@@ -207,6 +211,7 @@ impl State {
             }
             Outcome::Throttled | Outcome::Failed => return,
             Outcome::Answered(latency) => {
+                self.base_latency = Some(self.base_latency.map_or(latency, |b| b.min(latency)));
                 self.latency = Some(match self.latency {
                     None => latency,
                     Some(l) => l.mul_f64(0.8) + latency.mul_f64(0.2),
@@ -225,18 +230,28 @@ impl State {
         }
         let rate = self.window_done as f64 / elapsed.as_secs_f64().max(1e-6);
         let rising = rate > self.last_rate * 1.1;
+        // Answers still come about as fast as the fastest seen: nothing queues at the server, so
+        // more in flight costs it nothing, even where this window's throughput did not show a
+        // gain (engram's own stages, or noise). Once they slow down, only a rising throughput
+        // justifies more (as TCP Vegas reads queueing from the round trip).
+        let unqueued = self.base_latency.zip(self.latency).is_some_and(|(b, l)| l.as_secs_f64() < b.as_secs_f64() * 1.5);
         if self.slow_start {
-            if rising {
+            if rising || unqueued {
                 self.limit = (self.limit * 2.0).min(MAX_CONCURRENCY as f64);
-                self.reason = format!("growing: {rate:.0} requests/s at {} in flight and rising", self.current());
+                self.reason = match rising {
+                    true => format!("growing: {rate:.0} requests/s at {} in flight and rising", self.current()),
+                    false => format!("growing: answers as fast as at {} in flight ({rate:.0} requests/s)", self.current()),
+                };
             } else {
                 // The last doubling bought nothing: go back to where it paid, then probe gently.
                 self.limit = (self.limit / 2.0).max(AUTO_START as f64).max(1.0);
                 self.slow_start = false;
                 self.reason = format!("throughput stopped rising at {rate:.0} requests/s; more in flight only queues");
             }
-        } else if rising && self.current() < MAX_CONCURRENCY {
-            self.limit += 1.0;
+        } else if (rising || unqueued) && self.current() < MAX_CONCURRENCY {
+            // Nothing queues: a quarter more at once is as safe as one more, and gets back to
+            // the top within a few round trips after a spike (a 2,048-input embeddings answer).
+            self.limit += if unqueued { (self.limit / 4.0).max(1.0) } else { 1.0 };
             self.reason = format!("probing: {rate:.0} requests/s at {} in flight", self.current());
         }
         if self.current() >= MAX_CONCURRENCY {
@@ -321,6 +336,9 @@ mod tests {
         let l = Limiter::new(Concurrency::Auto);
         drive(&l, 3000, Duration::from_millis(30), 64).await;
         assert!(l.settled().peak >= 32, "{:?}", l.settled());
+        // ... and stays there while answers come as fast as ever, though at the top the
+        // throughput cannot rise any more.
+        assert_eq!(l.settled().limit, MAX_CONCURRENCY, "{:?}", l.settled());
         // One that serves 8 at once: past 8 the throughput stops rising; auto stays near it.
         let l = Limiter::new(Concurrency::Auto);
         drive(&l, 3000, Duration::from_millis(30), 8).await;
