@@ -4,14 +4,23 @@
 use std::io::Write as _;
 use std::path::Path;
 
+/// How the temporary file of a write is named: `.engram-<random>.tmp`. It must not end in
+/// .json: Engramia lists every *.json as a key.
+const TEMP_PREFIX: &str = ".engram-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Whether `name` is the temporary file of a write (one a killed process may leave behind).
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+}
+
 /// Replaces `path` with `bytes` (creating its directory): written to a temporary file beside it,
 /// synced, then renamed over it. The error names the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let io = |e: std::io::Error| format!("writing {}: {e}", path.display());
     let dir = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
     std::fs::create_dir_all(dir).map_err(io)?;
-    // The temporary name must not end in .json: Engramia lists every *.json as a key.
-    let mut tmp = tempfile::Builder::new().prefix(".engram-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX).tempfile_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;

@@ -157,12 +157,12 @@ impl JsonDirSink {
 
     /// Takes the lock file (creating the directory) unless this run holds it or only reads;
     /// returns the stale holder it took over, if any.
-    fn ensure_locked(&mut self) -> Result<Option<lock::Holder>, SinkError> {
+    fn ensure_locked(&mut self) -> Result<Option<lock::Stale>, SinkError> {
         if !self.exclusive || self.lock.is_some() {
             return Ok(None);
         }
         std::fs::create_dir_all(&self.root).map_err(|e| SinkError::Io(format!("creating {}: {e}", self.root.display())))?;
-        let taken = lock::take(&self.root, "")?;
+        let taken = lock::take(&self.root)?;
         self.lock = Some(taken.lock);
         if taken.took_over.is_some() {
             // The dead run may have been killed inside an atomic write: its temporary files
@@ -253,7 +253,7 @@ impl Sink for JsonDirSink {
         if self.root.is_dir()
             && let Some(stale) = self.ensure_locked()?
         {
-            notes.push(format!("took over the lock file {} left by {}", lock::LOCK_FILE, stale.describe_stale()));
+            notes.push(format!("took over the lock file {} left by {}", lock::LOCK_FILE, stale.describe()));
         }
         Ok(notes)
     }

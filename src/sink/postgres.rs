@@ -53,8 +53,6 @@ pub struct PgSink {
     run_id: String,
     model: String,
     catalog: Option<Catalog>,
-    /// The `engram_runs` row of this run exists.
-    run_started: bool,
     /// Scopes whose tenants/projects rows this run has checked or created.
     ensured: HashSet<Scope>,
     written: IndexMap<Scope, ScopeCounts>,
@@ -71,11 +69,9 @@ pub struct PgSink {
     schema_choice: schema::Choice,
     /// This run created Engramia's schema.
     created_schema: bool,
-    /// Who this run is (shard, host, pid), for `engram_runs` (see `coord`).
+    /// Who this run is (shard, host, pid, threads), for `engram_runs` (see `coord`).
     who: coord::Identity,
-    /// Threads this run was given, for `engram status`.
-    threads_listed: Option<u64>,
-    /// This run's `engram_runs` row carries its identity and it holds its liveness lock.
+    /// This run's `engram_runs` row exists, with its identity, and it holds its liveness lock.
     registered: bool,
     /// This run marked itself as loading into the unindexed table.
     loading: bool,
@@ -122,7 +118,6 @@ impl PgSink {
             run_id,
             model: String::new(),
             catalog: None,
-            run_started: false,
             ensured: HashSet::new(),
             written: IndexMap::new(),
             warned: HashSet::new(),
@@ -132,8 +127,7 @@ impl PgSink {
             preflight_ok: false,
             schema_choice: schema::Choice::Auto,
             created_schema: false,
-            who: coord::Identity::of_this_process(None),
-            threads_listed: None,
+            who: coord::Identity::of_this_process(None, None),
             registered: false,
             loading: false,
         })
@@ -147,8 +141,7 @@ impl PgSink {
 
     /// The part of the account this run migrates and how many threads it was given.
     pub fn with_shard(mut self, shard: Option<String>, threads_listed: usize) -> Self {
-        self.who = coord::Identity::of_this_process(shard);
-        self.threads_listed = Some(threads_listed as u64);
+        self.who = coord::Identity::of_this_process(shard, Some(threads_listed as u64));
         self
     }
 
@@ -158,7 +151,7 @@ impl PgSink {
         if !cat.has("engram_runs") {
             return Ok(Vec::new());
         }
-        if !cat.applied.contains(&4) {
+        if !cat.tracks_live_runs() {
             return Err(SinkError::Config(format!(
                 "{}: engram's run records predate concurrent runs (its migration 0004 is not applied), so engram cannot tell which runs are alive; the next `engram migrate` into it applies it",
                 self.place
@@ -233,10 +226,18 @@ impl PgSink {
         }
         // Another run into this database may be migrating it right now: one at a time, and
         // each looks again once it holds the lock.
-        coord::lock(&mut self.conn, coord::SCHEMA).await.map_err(|e| self.io("waiting for the schema lock", e))?;
-        let result = self.ensure_schema_locked().await;
-        let unlocked = coord::unlock(&mut self.conn, coord::SCHEMA).await.map_err(|e| self.io("releasing the schema lock", e));
-        result.and(unlocked)
+        self.locked(coord::SCHEMA, "the schema lock", async |s| s.ensure_schema_locked().await).await
+    }
+
+    /// `f` under engram's session advisory lock `which` (see `coord`), released whatever `f`
+    /// returns; `f`'s error comes first.
+    async fn locked<T>(&mut self, which: i32, name: &str, f: impl AsyncFnOnce(&mut Self) -> Result<T, SinkError>) -> Result<T, SinkError> {
+        coord::lock(&mut self.conn, which).await.map_err(|e| self.io(&format!("waiting for {name}"), e))?;
+        let result = f(self).await;
+        let unlocked = coord::unlock(&mut self.conn, which).await.map_err(|e| self.io(&format!("releasing {name}"), e));
+        let value = result?;
+        unlocked?;
+        Ok(value)
     }
 
     async fn ensure_schema_locked(&mut self) -> Result<(), SinkError> {
@@ -273,23 +274,14 @@ impl PgSink {
             return Ok(());
         }
         coord::register(&mut self.conn, &self.run_id, &self.who).await.map_err(|e| self.io("recording the run in engram_runs", e))?;
-        if let Some(n) = self.threads_listed {
-            sqlx::query("UPDATE engram_runs SET threads_listed = $2 WHERE run_id = $1")
-                .bind(&self.run_id)
-                .bind(n as i64)
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| self.io("recording the run in engram_runs", e))?;
-        }
         self.registered = true;
-        self.run_started = true;
         Ok(())
     }
 
     /// Other live runs loading into the unindexed table, as "run X (shard 1/3)" (none before
     /// engram's migration 0004, whose rows say who is live).
     async fn other_loaders(&mut self) -> Result<Vec<String>, SinkError> {
-        if !self.catalog().await?.applied.contains(&4) {
+        if !self.catalog().await?.tracks_live_runs() {
             return Ok(Vec::new());
         }
         let rows = coord::live_loaders(&mut self.conn, &self.run_id).await.map_err(|e| self.io("reading engram_runs", e))?;
@@ -482,7 +474,6 @@ impl PgSink {
         };
 
         // The batch is in; only now does the in-memory state follow it.
-        self.run_started = true;
         self.ensured.extend(new_scopes);
         if let Some(c) = self.catalog.as_mut() {
             c.registry_owner = applied.owner;
@@ -725,7 +716,7 @@ impl Sink for PgSink {
         if !cat.has("engram_runs") {
             return Ok(None);
         }
-        let row = if cat.applied.contains(&4) {
+        let row = if cat.tracks_live_runs() {
             coord::unfinished_run(&mut self.conn, &self.run_id, self.who.shard.as_deref()).await
         } else {
             write::unfinished_run(&mut self.conn).await
@@ -740,7 +731,7 @@ impl Sink for PgSink {
     }
 
     async fn mark_progress(&mut self, p: &RunProgress) -> Result<(), SinkError> {
-        if !self.run_started {
+        if !self.registered {
             return Ok(());
         }
         let (batches, records) = (p.batches as i64, p.records as i64);
@@ -756,12 +747,7 @@ impl Sink for PgSink {
         self.ensure_schema().await?;
         self.register().await?;
         // The decision and the drop are taken by one run at a time, on what the others did.
-        coord::lock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("waiting for the index lock", e))?;
-        let result = self.prepare_index(adding).await;
-        let unlocked = coord::unlock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("releasing the index lock", e));
-        let choice = result?;
-        unlocked?;
-        Ok(Some(choice))
+        self.locked(coord::INDEX, "the index lock", async |s| s.prepare_index(adding).await).await.map(Some)
     }
 
     async fn settle(&mut self) -> Result<Vec<String>, SinkError> {
@@ -771,12 +757,7 @@ impl Sink for PgSink {
         if !self.catalog().await?.has("engram_dropped_indexes") {
             return Ok(Vec::new());
         }
-        coord::lock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("waiting for the index lock", e))?;
-        let result = self.settle_locked().await;
-        let unlocked = coord::unlock(&mut self.conn, coord::INDEX).await.map_err(|e| self.io("releasing the index lock", e));
-        let notes = result?;
-        unlocked?;
-        Ok(notes)
+        self.locked(coord::INDEX, "the index lock", async |s| s.settle_locked().await).await
     }
 
     async fn fail(&mut self, error: &str) {
@@ -803,7 +784,7 @@ impl Sink for PgSink {
             write::finish_run(&mut tx, &self.run_id, &run.source, &self.written).await.map_err(io)?;
         }
         // This run did (or found done) whatever an earlier, killed run of its shard had left.
-        if self.catalog.as_ref().is_some_and(|c| c.applied.contains(&4)) {
+        if self.catalog.as_ref().is_some_and(Catalog::tracks_live_runs) {
             coord::complete_earlier_runs(&mut tx, &self.run_id, self.who.shard.as_deref()).await.map_err(io)?;
         } else {
             write::complete_earlier_runs(&mut tx, &self.run_id).await.map_err(io)?;

@@ -17,8 +17,6 @@ pub struct Holder {
     pub pid: u32,
     pub host: String,
     pub started_at: String,
-    #[serde(default)]
-    pub run_id: String,
 }
 
 impl Holder {
@@ -50,23 +48,37 @@ pub struct DirLock {
     holder: Holder,
 }
 
+/// A lock file that was taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stale {
+    /// Its holder's process is gone.
+    Gone(Holder),
+    /// It did not parse (a write of it cut short).
+    Unreadable,
+}
+
+impl Stale {
+    /// What the note about the takeover says of it.
+    pub fn describe(&self) -> String {
+        match self {
+            Stale::Gone(h) => format!("a run that is gone ({})", h.describe()),
+            Stale::Unreadable => "a lock file that did not parse".to_string(),
+        }
+    }
+}
+
 /// What taking the lock found.
 #[derive(Debug)]
 pub struct Taken {
     pub lock: DirLock,
-    /// The stale holder whose lock was taken over, if any.
-    pub took_over: Option<Holder>,
+    /// The stale lock this one replaced, if any.
+    pub took_over: Option<Stale>,
 }
 
-/// Takes the lock of `root` (which must exist) for `run_id`.
-pub fn take(root: &Path, run_id: &str) -> Result<Taken, SinkError> {
+/// Takes the lock of `root` (which must exist) for this process.
+pub fn take(root: &Path) -> Result<Taken, SinkError> {
     let path = root.join(LOCK_FILE);
-    let me = Holder {
-        pid: std::process::id(),
-        host: crate::sink::host_name(),
-        started_at: crate::clock::now_iso8601(),
-        run_id: run_id.to_string(),
-    };
+    let me = Holder { pid: std::process::id(), host: crate::sink::host_name(), started_at: crate::clock::now_iso8601() };
     let mut took_over = None;
     // Twice at most: once as it is, once after removing a stale lock.
     for _ in 0..2 {
@@ -95,7 +107,7 @@ pub fn take(root: &Path, run_id: &str) -> Result<Taken, SinkError> {
                         std::fs::remove_file(&path)
                             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
                             .map_err(|e| SinkError::Io(format!("removing the stale lock file {}: {e}", path.display())))?;
-                        took_over = holder.or(Some(Holder { pid: 0, host: String::new(), started_at: String::new(), run_id: String::new() }));
+                        took_over = Some(holder.map_or(Stale::Unreadable, Stale::Gone));
                     }
                 }
             }
@@ -105,7 +117,7 @@ pub fn take(root: &Path, run_id: &str) -> Result<Taken, SinkError> {
     Err(SinkError::Io(format!("{}: another run took the lock file {} as this one removed a stale one; rerun", root.display(), path.display())))
 }
 
-/// Removes the temporary files of atomic writes (`fs_atomic`: `.engram-*.tmp`) anywhere below
+/// Removes the temporary files of atomic writes (`fs_atomic::is_temporary`) anywhere below
 /// `root`; only for the holder of the lock, when a dead run's may be left. Best effort.
 pub fn sweep_temporaries(root: &Path) {
     let mut dirs = vec![root.to_path_buf()];
@@ -116,7 +128,7 @@ pub fn sweep_temporaries(root: &Path) {
             let name = name.to_string_lossy();
             match entry.file_type() {
                 Ok(t) if t.is_dir() => dirs.push(entry.path()),
-                Ok(t) if t.is_file() && name.starts_with(".engram-") && name.ends_with(".tmp") => {
+                Ok(t) if t.is_file() && crate::fs_atomic::is_temporary(&name) => {
                     let _ = std::fs::remove_file(entry.path());
                 }
                 _ => {}
@@ -140,13 +152,6 @@ impl Drop for DirLock {
     }
 }
 
-impl Holder {
-    /// "pid 123 on host h, since T" for notes, or "a lock file that did not parse".
-    pub fn describe_stale(&self) -> String {
-        if self.pid == 0 { "a lock file that did not parse".to_string() } else { format!("a run that is gone ({})", self.describe()) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,9 +159,9 @@ mod tests {
     #[test]
     fn a_second_taker_is_refused_and_a_dead_holder_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let first = take(dir.path(), "run-a").unwrap();
+        let first = take(dir.path()).unwrap();
         assert!(first.took_over.is_none());
-        let e = take(dir.path(), "run-b").unwrap_err().to_string();
+        let e = take(dir.path()).unwrap_err().to_string();
         assert!(e.contains(&format!("pid {}", std::process::id())) && e.contains("another engram run"), "{e}");
         drop(first);
         assert!(!dir.path().join(LOCK_FILE).exists(), "released on drop");
@@ -165,26 +170,26 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let dead = Holder { pid, host: crate::sink::host_name(), started_at: "2026-12-07T00:00:00Z".into(), run_id: "gone".into() };
+        let dead = Holder { pid, host: crate::sink::host_name(), started_at: "2026-12-07T00:00:00Z".into() };
         std::fs::write(dir.path().join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
         std::fs::create_dir_all(dir.path().join("acme/bot/patterns")).unwrap();
         std::fs::write(dir.path().join("acme/bot/patterns/.engram-a1b2c3.tmp"), "{\"task\"").unwrap();
         std::fs::write(dir.path().join("acme/bot/patterns/p_1.json"), "{}").unwrap();
-        let taken = take(dir.path(), "run-c").unwrap();
-        assert_eq!(taken.took_over, Some(dead));
+        let taken = take(dir.path()).unwrap();
+        assert_eq!(taken.took_over, Some(Stale::Gone(dead)));
         sweep_temporaries(dir.path());
         assert!(!dir.path().join("acme/bot/patterns/.engram-a1b2c3.tmp").exists());
         assert!(dir.path().join("acme/bot/patterns/p_1.json").exists());
-        assert_eq!(read(&dir.path().join(LOCK_FILE)).unwrap().run_id, "run-c");
+        assert_eq!(read(&dir.path().join(LOCK_FILE)).unwrap().pid, std::process::id(), "the lock now names this process");
     }
 
     #[test]
     fn a_holder_on_another_host_counts_as_alive_and_garbage_as_stale() {
-        let h = Holder { pid: 1, host: "some-other-machine.example".into(), started_at: String::new(), run_id: String::new() };
+        let h = Holder { pid: 1, host: "some-other-machine.example".into(), started_at: String::new() };
         assert!(h.alive());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(LOCK_FILE), "{\"pid\": 12").unwrap();
-        let taken = take(dir.path(), "run").unwrap();
-        assert_eq!(taken.took_over.map(|h| h.pid), Some(0));
+        let taken = take(dir.path()).unwrap();
+        assert_eq!(taken.took_over, Some(Stale::Unreadable));
     }
 }

@@ -80,6 +80,12 @@ impl Catalog {
         LEDGER_TABLES.iter().all(|t| self.has(t))
     }
 
+    /// engram's migration 0004 is applied: `engram_runs` rows say who each run is and whether
+    /// it is alive (`coord`); before it, no run can be told alive.
+    pub fn tracks_live_runs(&self) -> bool {
+        self.applied.contains(&4)
+    }
+
     /// Empty or present; anything else is a configuration error: Engramia's tables without
     /// `alembic_version`, a revision engram does not know, or a revision without all its tables.
     pub fn shape(&self, place: &str) -> Result<Shape, String> {

@@ -31,11 +31,13 @@ pub struct Identity {
     pub shard: Option<String>,
     pub host: String,
     pub pid: u32,
+    /// Threads the run was given.
+    pub threads_listed: Option<u64>,
 }
 
 impl Identity {
-    pub fn of_this_process(shard: Option<String>) -> Identity {
-        Identity { shard, host: crate::sink::host_name(), pid: std::process::id() }
+    pub fn of_this_process(shard: Option<String>, threads_listed: Option<u64>) -> Identity {
+        Identity { shard, host: crate::sink::host_name(), pid: std::process::id(), threads_listed }
     }
 }
 
@@ -69,13 +71,20 @@ const LIVE: &str = "(r.lock_key IS NOT NULL AND EXISTS (SELECT 1 FROM pg_locks l
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
        AND l.classid = 1701734259::bigint::oid AND l.objid = r.lock_key::bigint::oid))";
 
+/// The runs, other than $1, that stopped unfinished (killed, interrupted or failed; not running
+/// now and not completed by a later run) and whose work a run of shard $2 covers: its own
+/// shard's, or every shard's for a run without one ($2 NULL).
+fn stopped_of_shard() -> String {
+    format!("r.finished_at IS NULL AND r.completed_by IS NULL AND r.run_id <> $1 AND ($2::text IS NULL OR r.shard = $2) AND NOT {LIVE}")
+}
+
 /// Records the run (if its row is new) and takes its liveness lock for the whole session.
 pub async fn register(conn: &mut PgConnection, run_id: &str, who: &Identity) -> Result<(), Sql> {
     sqlx::query(
-        "INSERT INTO engram_runs (run_id, engram_version, shard, host, pid, lock_key, heartbeat_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, now()) \
+        "INSERT INTO engram_runs (run_id, engram_version, shard, host, pid, lock_key, threads_listed, heartbeat_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now()) \
          ON CONFLICT (run_id) DO UPDATE SET shard = EXCLUDED.shard, host = EXCLUDED.host, pid = EXCLUDED.pid, \
-           lock_key = EXCLUDED.lock_key, heartbeat_at = now()",
+           lock_key = EXCLUDED.lock_key, threads_listed = EXCLUDED.threads_listed, heartbeat_at = now()",
     )
     .bind(run_id)
     .bind(env!("CARGO_PKG_VERSION"))
@@ -83,6 +92,7 @@ pub async fn register(conn: &mut PgConnection, run_id: &str, who: &Identity) -> 
     .bind(&who.host)
     .bind(who.pid as i32)
     .bind(lock_key(run_id))
+    .bind(who.threads_listed.map(|n| n as i64))
     .execute(&mut *conn)
     .await?;
     sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(RUN_NS).bind(lock_key(run_id)).execute(conn).await.map(|_| ())
@@ -115,10 +125,9 @@ pub async fn unfinished_run(
     shard: Option<&str>,
 ) -> Result<Option<(String, i64, i64, Option<String>)>, Sql> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT r.run_id, r.batches, r.records, r.last_thread FROM engram_runs r \
-         WHERE r.finished_at IS NULL AND r.completed_by IS NULL AND r.run_id <> $1 \
-           AND ($2::text IS NULL OR r.shard = $2) AND NOT {LIVE} \
-         ORDER BY r.started_at DESC LIMIT 1"
+        "SELECT r.run_id, r.batches, r.records, r.last_thread FROM engram_runs r WHERE {} \
+         ORDER BY r.started_at DESC LIMIT 1",
+        stopped_of_shard()
     )))
     .bind(run_id)
     .bind(shard)
@@ -130,9 +139,8 @@ pub async fn unfinished_run(
 /// without one) as completed by it; runs still going are left alone.
 pub async fn complete_earlier_runs(conn: &mut PgConnection, run_id: &str, shard: Option<&str>) -> Result<(), Sql> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE engram_runs r SET completed_by = $1 \
-         WHERE r.finished_at IS NULL AND r.completed_by IS NULL AND r.run_id <> $1 \
-           AND ($2::text IS NULL OR r.shard = $2) AND NOT {LIVE}"
+        "UPDATE engram_runs r SET completed_by = $1 WHERE {}",
+        stopped_of_shard()
     )))
     .bind(run_id)
     .bind(shard)
